@@ -15,10 +15,15 @@ from fastllm.kernels import dispatch
 from fastllm.utils.errors import BackendUnavailableError
 
 # Op packages register their implementations with the dispatcher when imported.
-_OP_PACKAGES: tuple[str, ...] = ()
+_OP_PACKAGES: tuple[str, ...] = ("rope", "attention")
 
 for _package in _OP_PACKAGES:
     importlib.import_module(f"fastllm.kernels.{_package}")
+
+# The public functions shadow their package names on purpose (fastllm.kernels.rope is the op).
+from fastllm.kernels.attention import attention as attention  # noqa: E402
+from fastllm.kernels.rope import rope as rope  # noqa: E402
+from fastllm.kernels.rope import rope_tables as rope_tables  # noqa: E402
 
 
 def cpu_isa() -> str:

@@ -1,0 +1,114 @@
+"""fastllm::attention and fastllm::attention_backward: torch ops over the dispatcher.
+
+Two dispatcher ops, one convention per direction (arguments validated by `attention()`):
+
+    "attention":           impl(q, k, v, causal, scale) -> (out, lse)
+    "attention_backward":  impl(grad_out, q, k, v, out, lse, grad_lse, causal, scale) -> (dq, dk, dv)
+
+q (B, H, T, D), k, v (B, Hkv, S, D) with contiguous last dims (other strides free), same dtype
+and device; out (B, H, T, D) contiguous in q's dtype; lse (B, H, T) float32 contiguous. The
+backward runs on the backend the forward picked, so a forced backend stays forced.
+
+fastllm::attention returns (out, lse) because the backward needs lse; `attention()` hands out
+only `out`. The gradient through lse is supported too (grad_lse, usually None).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fastllm.kernels import dispatch
+from fastllm.kernels.rope import checks
+from fastllm.kernels.rope.checks import fail
+
+OP, BACKWARD_OP = "attention", "attention_backward"
+
+
+@torch.library.custom_op("fastllm::attention", mutates_args=())
+def attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,
+                 backend: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    impl = dispatch.implementation(OP, q.device, backend)
+    return impl(q, k, v, causal, scale)
+
+
+@attention_op.register_fake
+def _attention_fake(q, k, v, causal, scale, backend):
+    batch, heads, seq_q, head_dim = q.shape
+    return q.new_empty((batch, heads, seq_q, head_dim)), q.new_empty((batch, heads, seq_q), dtype=torch.float32)
+
+
+@torch.library.custom_op("fastllm::attention_backward", mutates_args=())
+def attention_backward_op(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          out: torch.Tensor, lse: torch.Tensor, grad_lse: torch.Tensor | None,
+                          causal: bool, scale: float,
+                          backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    impl = dispatch.implementation(BACKWARD_OP, q.device, backend)
+    return impl(grad_out, q, k, v, out, lse, grad_lse, causal, scale)
+
+
+@attention_backward_op.register_fake
+def _attention_backward_fake(grad_out, q, k, v, out, lse, grad_lse, causal, scale, backend):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, causal, scale, backend = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.causal, ctx.scale = causal, scale
+    ctx.backend = dispatch.pick(OP, q.device, backend)  # the backward runs where the forward ran
+
+
+def _backward(ctx, grad_out, grad_lse):
+    q, k, v, out, lse = ctx.saved_tensors
+    if grad_out is None:
+        grad_out = torch.zeros_like(out)
+    elif grad_out.stride(-1) != 1:
+        grad_out = grad_out.contiguous()
+    if grad_lse is not None:
+        grad_lse = grad_lse.contiguous()
+    dq, dk, dv = torch.ops.fastllm.attention_backward(grad_out, q, k, v, out, lse, grad_lse,
+                                                      ctx.causal, ctx.scale, ctx.backend)
+    return dq, dk, dv, None, None, None
+
+
+attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = True,
+              scale: float | None = None, backend: str | None = None) -> torch.Tensor:
+    """Softmax attention of q (B, H, T, D) over k, v (B, Hkv, S, D); Hkv divides H (GQA/MQA).
+
+    causal with T != S aligns the queries to the last T key positions (KV-cache decoding):
+    query i sees keys j <= i + S - T. scale defaults to D**-0.5. Returns (B, H, T, D) in q's
+    dtype; differentiable. `backend` forces cuda | triton | ref.
+    """
+    _validate(q, k, v, causal)
+    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    out, _ = torch.ops.fastllm.attention(q, k, v, causal, scale, backend)
+    return out
+
+
+def _validate(q, k, v, causal) -> None:
+    checks.check_rank(OP, "q", q, "B, H, T, D")
+    checks.check_rank(OP, "k", k, "B, Hkv, S, D")
+    checks.check_rank(OP, "v", v, "B, Hkv, S, D")
+    checks.check_float(OP, "q", q)
+    for name, t in (("k", k), ("v", v)):
+        checks.check_same_dtype(OP, name, t, "q", q)
+        checks.check_same_device(OP, name, t, "q", q)
+        checks.check_last_dim_contiguous(OP, name, t)
+    checks.check_last_dim_contiguous(OP, "q", q)
+    batch, heads, seq_q, head_dim = q.shape
+    if v.shape != k.shape:
+        fail(OP, f"v has shape {tuple(v.shape)} but k has {tuple(k.shape)}; they must match")
+    if k.shape[0] != batch or k.shape[3] != head_dim:
+        fail(OP, f"k has shape {tuple(k.shape)} but q has {tuple(q.shape)}; B and D must match")
+    kv_heads, seq_k = k.shape[1], k.shape[2]
+    if kv_heads == 0 or heads % kv_heads:
+        fail(OP, f"q has {heads} heads, not a multiple of k's {kv_heads} kv heads (GQA needs Hkv | H)")
+    if seq_k == 0:
+        fail(OP, "k and v have no positions (S=0)")
+    if causal and seq_q > seq_k:
+        fail(OP, f"causal attention with T={seq_q} queries needs at least as many keys, got S={seq_k} "
+                 "(queries are the last T of the S positions)")

@@ -1,0 +1,50 @@
+"""Argument checks at the kernel boundary: terse, named, one line each (flash-attention style).
+
+Native and Triton kernels trust what they are given; these checks are what stands between a
+wrong call and an out-of-bounds read, so every public kernel function runs them first.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fastllm.utils.errors import FastLLMError
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+FLOAT_DTYPES = (torch.float32, *LOW_PRECISION)
+
+
+class KernelInputError(FastLLMError, ValueError):
+    """A kernel was called with tensors it cannot take (shape, dtype, device, strides)."""
+
+
+def fail(op: str, message: str) -> None:
+    raise KernelInputError(f"{op}: {message}")
+
+
+def check_rank(op: str, name: str, t: torch.Tensor, layout: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        fail(op, f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    rank = len(layout.split(","))
+    if t.dim() != rank:
+        fail(op, f"{name} must be a {rank}-d tensor ({layout}), got shape {tuple(t.shape)}")
+
+
+def check_float(op: str, name: str, t: torch.Tensor) -> None:
+    if t.dtype not in FLOAT_DTYPES:
+        fail(op, f"{name} has dtype {t.dtype}; expected float32, float16 or bfloat16")
+
+
+def check_same_dtype(op: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if t.dtype != ref.dtype:
+        fail(op, f"{name} has dtype {t.dtype} but {ref_name} has {ref.dtype}; they must match")
+
+
+def check_same_device(op: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if t.device != ref.device:
+        fail(op, f"{name} is on {t.device} but {ref_name} is on {ref.device}; move them to one device")
+
+
+def check_last_dim_contiguous(op: str, name: str, t: torch.Tensor) -> None:
+    if t.size(-1) > 1 and t.stride(-1) != 1:
+        fail(op, f"{name} needs a contiguous last dimension (stride {t.stride(-1)}); call .contiguous()")

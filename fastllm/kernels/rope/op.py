@@ -1,0 +1,145 @@
+"""fastllm::rope and fastllm::rope_ (in place): torch ops over the dispatcher.
+
+Every backend implements one calling convention,
+
+    impl(q, k, cos, sin, positions, offset, inverse, inplace) -> (q_rot, k_rot)
+
+with arguments already validated by `rope()` below: q (B, T, Hq, D), k (B, T, Hk, D) with a
+contiguous last dim, cos/sin float32 (P, D/2) contiguous on q's device, positions None or int64
+(B, T) (a (T,) tensor is expanded with a zero batch stride), inverse selecting the transpose
+rotation. Out of place it returns new contiguous tensors; in place it writes q and k and
+returns them.
+
+The functional op is differentiable: the gradient of a rotation is the inverse rotation, so
+backward is the same op with `inverse` flipped (and is itself differentiable). The in-place op
+is for inference (KV-cache decoding) and refuses tensors that require grad.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fastllm.kernels import dispatch
+from fastllm.kernels.rope import checks
+from fastllm.kernels.rope.checks import fail
+
+OP = "rope"
+
+
+@torch.library.custom_op("fastllm::rope", mutates_args=())
+def rope_op(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+            positions: torch.Tensor | None, offset: int, inverse: bool,
+            backend: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    impl = dispatch.implementation(OP, q.device, backend)
+    return impl(q, k, cos, sin, positions, offset, inverse, False)
+
+
+@rope_op.register_fake
+def _rope_fake(q, k, cos, sin, positions, offset, inverse, backend):
+    return q.new_empty(q.shape), k.new_empty(k.shape)
+
+
+def _rope_setup_context(ctx, inputs, output):
+    q, k, cos, sin, positions, offset, inverse, backend = inputs
+    ctx.save_for_backward(cos, sin, positions)
+    ctx.offset, ctx.inverse, ctx.backend = offset, inverse, backend
+    ctx.like = [(t.shape, t.dtype, t.device) for t in (q, k)]
+
+
+def _as_gradient(grad: torch.Tensor | None, like) -> torch.Tensor:
+    if grad is None:  # only one of the outputs was used
+        shape, dtype, device = like
+        return torch.zeros(shape, dtype=dtype, device=device)
+    return grad if grad.stride(-1) == 1 else grad.contiguous()
+
+
+def _rope_backward(ctx, grad_q, grad_k):
+    cos, sin, positions = ctx.saved_tensors
+    grad_q, grad_k = (_as_gradient(g, like) for g, like in zip((grad_q, grad_k), ctx.like))
+    dq, dk = torch.ops.fastllm.rope(grad_q, grad_k, cos, sin, positions, ctx.offset,
+                                    not ctx.inverse, ctx.backend)
+    return dq, dk, None, None, None, None, None, None
+
+
+rope_op.register_autograd(_rope_backward, setup_context=_rope_setup_context)
+
+
+@torch.library.custom_op("fastllm::rope_", mutates_args=("q", "k"))
+def rope_inplace_op(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                    positions: torch.Tensor | None, offset: int, inverse: bool,
+                    backend: str | None) -> None:
+    impl = dispatch.implementation(OP, q.device, backend)
+    impl(q, k, cos, sin, positions, offset, inverse, True)
+
+
+@rope_inplace_op.register_fake
+def _rope_inplace_fake(q, k, cos, sin, positions, offset, inverse, backend):
+    return None
+
+
+def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *,
+         positions: torch.Tensor | None = None, offset: int = 0, inplace: bool = False,
+         backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary position embedding of q (B, T, Hq, D) and k (B, T, Hk, D), HF half-rotation layout.
+
+    cos, sin: float32 (max_positions, D // 2) from `rope_tables`. Token t of every sequence sits
+    at position offset + t, or at positions[t] / positions[b, t] when `positions` (int64, (T,) or
+    (B, T)) is given. Returns (q_rot, k_rot); with inplace=True q and k are overwritten and
+    returned (not differentiable). `backend` forces cuda | triton | cpp | ref.
+    """
+    positions = _validate(q, k, cos, sin, positions, offset)
+    if inplace:
+        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
+            fail(OP, "inplace=True is not differentiable and q or k requires grad; use inplace=False")
+        torch.ops.fastllm.rope_(q, k, cos, sin, positions, offset, False, backend)
+        return q, k
+    return torch.ops.fastllm.rope(q, k, cos, sin, positions, offset, False, backend)
+
+
+def _validate(q, k, cos, sin, positions, offset) -> torch.Tensor | None:
+    checks.check_rank(OP, "q", q, "B, T, Hq, D")
+    checks.check_rank(OP, "k", k, "B, T, Hk, D")
+    checks.check_float(OP, "q", q)
+    checks.check_same_dtype(OP, "k", k, "q", q)
+    checks.check_same_device(OP, "k", k, "q", q)
+    batch, seq_len, _, head_dim = q.shape
+    if k.shape[0] != batch or k.shape[1] != seq_len or k.shape[3] != head_dim:
+        fail(OP, f"k has shape {tuple(k.shape)} but q has {tuple(q.shape)}; B, T and D must match")
+    if head_dim % 2:
+        fail(OP, f"head dim D={head_dim} must be even")
+    checks.check_last_dim_contiguous(OP, "q", q)
+    checks.check_last_dim_contiguous(OP, "k", k)
+    for name, table in (("cos", cos), ("sin", sin)):
+        checks.check_rank(OP, name, table, "max_positions, D/2")
+        if table.dtype != torch.float32:
+            fail(OP, f"{name} has dtype {table.dtype}; the tables are float32 (see rope_tables)")
+        checks.check_same_device(OP, name, table, "q", q)
+        if table.shape[1] != head_dim // 2:
+            fail(OP, f"{name} has {table.shape[1]} columns but q's head dim {head_dim} needs {head_dim // 2}")
+        if not table.is_contiguous():
+            fail(OP, f"{name} must be contiguous; call .contiguous()")
+    if cos.shape != sin.shape:
+        fail(OP, f"cos {tuple(cos.shape)} and sin {tuple(sin.shape)} must have the same shape")
+    max_positions = cos.shape[0]
+    if positions is None:
+        if offset < 0 or offset + seq_len > max_positions:
+            fail(OP, f"offset={offset} with T={seq_len} needs positions up to {offset + seq_len - 1} "
+                     f"but the tables hold {max_positions}; build larger tables")
+        return None
+    return _validate_positions(positions, batch, seq_len, max_positions, q.device)
+
+
+def _validate_positions(positions, batch, seq_len, max_positions, device) -> torch.Tensor:
+    if not isinstance(positions, torch.Tensor) or positions.dtype not in (torch.int64, torch.int32):
+        fail(OP, "positions must be an int64 tensor of shape (T,) or (B, T)")
+    if positions.device != device:
+        fail(OP, f"positions is on {positions.device} but q is on {device}")
+    if tuple(positions.shape) not in ((seq_len,), (batch, seq_len)):
+        fail(OP, f"positions has shape {tuple(positions.shape)}; expected ({seq_len},) or ({batch}, {seq_len})")
+    if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= max_positions):
+        fail(OP, f"positions must lie in [0, {max_positions}) (the table size), got "
+                 f"[{int(positions.min())}, {int(positions.max())}]")
+    positions = positions.long()
+    if positions.dim() == 1:
+        positions = positions.unsqueeze(0).expand(batch, seq_len)
+    return positions
