@@ -1,0 +1,90 @@
+"""Autoregressive generation with a KV cache: greedy, temperature, top-k and top-p sampling.
+
+    ids = generate(model, [[1, 42, 7]], max_new_tokens=50, temperature=0.8, top_p=0.95, seed=0)
+
+The prompt is processed in one forward pass (prefill), then each new token costs one forward of
+a single position against the cached keys and values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fastllm.model.llama import Llama
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 1.0  # 0 means greedy
+    top_k: int = 0  # 0 means no top-k cut
+    top_p: float = 1.0  # 1 means no nucleus cut
+
+    def validate(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def next_token(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
+    """Picks one token per row of logits (B, V) -> (B,)."""
+    if sampling.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / sampling.temperature
+    if sampling.top_k:
+        kth = torch.topk(logits, min(sampling.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if sampling.top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        # Drop a token when the mass before it already reaches top_p (the best one always stays).
+        drop_sorted = probs.cumsum(-1) - probs >= sampling.top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(model: Llama, prompt: torch.Tensor | list, max_new_tokens: int, *, temperature: float = 1.0,
+             top_k: int = 0, top_p: float = 1.0, eos_id: int | None = None, seed: int | None = None,
+             use_cache: bool = True) -> list[list[int]]:
+    """Continues each prompt row (equal lengths) and returns the new tokens per row (stopping a
+    row at eos_id, which is included)."""
+    sampling = Sampling(temperature, top_k, top_p)
+    sampling.validate()
+    device = next(model.parameters()).device
+    ids = torch.as_tensor(prompt, dtype=torch.long, device=device)
+    if ids.dim() == 1:
+        ids = ids[None]
+    if ids.dim() != 2 or ids.shape[1] == 0:
+        raise ValueError("prompt must be a non-empty list of token ids (or a (B, T) tensor)")
+    B, T = ids.shape
+    total = min(T + max_new_tokens, model.config.max_seq_len)
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    was_training = model.training
+    model.eval()
+    cache = model.new_cache(B, total) if use_cache else None
+    out = [[] for _ in range(B)]
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    step_input = ids
+    try:
+        for _ in range(total - T):
+            logits = model(step_input, cache) if use_cache else model(ids)
+            token = next_token(logits[:, -1], sampling, generator)  # (B,)
+            for row in range(B):
+                if not done[row]:
+                    out[row].append(int(token[row]))
+            if eos_id is not None:
+                done |= token == eos_id
+            if bool(done.all()):
+                break
+            ids = torch.cat([ids, token[:, None]], dim=1)
+            step_input = token[:, None]  # (B, 1): only the new position with a cache
+    finally:
+        model.train(was_training)
+    return out

@@ -1,0 +1,1 @@
+"""Quantization: GPTQ, GGML block formats, GGUF files."""

@@ -1,0 +1,61 @@
+"""Generation: greedy with and without the KV cache, sampling filters, seeds, EOS."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastllm.model import Llama, ModelConfig, Sampling, generate
+from fastllm.model.generate import next_token
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return Llama(ModelConfig.preset("tiny", vocab_size=61, max_seq_len=48, init_std=0.2)).eval()
+
+
+def test_greedy_with_cache_equals_without(model):
+    prompt = torch.randint(0, 61, (2, 5), generator=torch.Generator().manual_seed(1))
+    with_cache = generate(model, prompt, 20, temperature=0)
+    without = generate(model, prompt, 20, temperature=0, use_cache=False)
+    assert with_cache == without
+    assert [len(row) for row in with_cache] == [20, 20]
+
+
+def test_top_k_one_and_tiny_top_p_are_greedy(model):
+    prompt = [3, 14, 15, 9]
+    greedy = generate(model, prompt, 12, temperature=0)
+    assert generate(model, prompt, 12, temperature=1.0, top_k=1, seed=5) == greedy
+    assert generate(model, prompt, 12, temperature=1.0, top_p=1e-6, seed=5) == greedy
+
+
+def test_seeded_sampling_is_reproducible_and_varies_with_seed(model):
+    a = generate(model, [1, 2, 3], 30, temperature=1.5, seed=7)
+    assert a == generate(model, [1, 2, 3], 30, temperature=1.5, seed=7)
+    assert a != generate(model, [1, 2, 3], 30, temperature=1.5, seed=8)
+
+
+def test_generation_stops_at_max_seq_len_and_eos(model):
+    assert len(generate(model, list(range(40)), 100, temperature=0)[0]) == 8
+    first = generate(model, [5, 6], 1, temperature=0)[0][0]
+    assert generate(model, [5, 6], 10, temperature=0, eos_id=first) == [[first]]
+
+
+def test_filters_keep_only_allowed_tokens():
+    logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]]).repeat(2000, 1)
+    g = torch.Generator().manual_seed(0)
+    top2 = next_token(logits, Sampling(1.0, top_k=2), g)
+    assert set(top2.tolist()) == {0, 1}
+    probs = logits[0].softmax(-1)  # 0.636, 0.234, ...: top_p 0.8 keeps tokens 0 and 1
+    nucleus = next_token(logits, Sampling(1.0, top_p=0.8), g)
+    assert set(nucleus.tolist()) == {0, 1}
+    share = (nucleus == 0).float().mean().item()
+    assert share == pytest.approx((probs[0] / probs[:2].sum()).item(), abs=0.04)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(temperature=-1), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_k=-2), "top_k")])
+def test_bad_sampling_arguments(model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate(model, [1], 3, **kwargs)
