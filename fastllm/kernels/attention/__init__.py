@@ -11,5 +11,7 @@ from fastllm.kernels.attention.ref import attention_ref
 
 dispatch.register("attention", "ref", "fastllm.kernels.attention.ref:attention_ref_forward")
 dispatch.register("attention_backward", "ref", "fastllm.kernels.attention.ref:attention_ref_backward")
+dispatch.register("attention", "triton", "fastllm.kernels.attention.triton:attention_triton_forward")
+dispatch.register("attention_backward", "triton", "fastllm.kernels.attention.triton:attention_triton_backward")
 
 __all__ = ["attention", "attention_ref"]

@@ -15,6 +15,8 @@ only `out`. The gradient through lse is supported too (grad_lse, usually None).
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
 from fastllm.kernels import dispatch
@@ -22,12 +24,27 @@ from fastllm.kernels.rope import checks
 from fastllm.kernels.rope.checks import fail
 
 OP, BACKWARD_OP = "attention", "attention_backward"
+# Backends whose kernels take only some shapes/dtypes say why not in `unsupported_reason`.
+_LIMITED_BACKENDS = {"triton": "fastllm.kernels.attention.triton", "cuda": "fastllm.kernels.attention.cuda"}
+
+
+def choose_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str | None) -> str:
+    """The backend for this call: dispatch.pick, then a shape check. A forced backend that cannot
+    take the shapes is an error; an automatic choice falls back to the reference."""
+    name = dispatch.pick(OP, q.device, backend)
+    if name in _LIMITED_BACKENDS:
+        reason = importlib.import_module(_LIMITED_BACKENDS[name]).unsupported_reason(q, k, v)
+        if reason:
+            if backend or dispatch.forced_backend(OP):
+                fail(OP, f"backend {name} cannot run this call: {reason}")
+            return "ref"
+    return name
 
 
 @torch.library.custom_op("fastllm::attention", mutates_args=())
 def attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,
                  backend: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    impl = dispatch.implementation(OP, q.device, backend)
+    impl = dispatch.implementation_of(OP, choose_backend(q, k, v, backend))
     return impl(q, k, v, causal, scale)
 
 
@@ -56,7 +73,7 @@ def _setup_context(ctx, inputs, output):
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse)
     ctx.causal, ctx.scale = causal, scale
-    ctx.backend = dispatch.pick(OP, q.device, backend)  # the backward runs where the forward ran
+    ctx.backend = choose_backend(q, k, v, backend)  # the backward runs where the forward ran
 
 
 def _backward(ctx, grad_out, grad_lse):

@@ -9,5 +9,7 @@ from fastllm.kernels.rope.op import rope
 from fastllm.kernels.rope.ref import rope_ref, rope_tables
 
 dispatch.register("rope", "ref", "fastllm.kernels.rope.ref:rope_ref_backend")
+dispatch.register("rope", "cpp", "fastllm.kernels.rope.cpp:rope_cpp")
+dispatch.register("rope", "triton", "fastllm.kernels.rope.triton:rope_triton")
 
 __all__ = ["rope", "rope_ref", "rope_tables"]

@@ -31,7 +31,15 @@ def rope_op(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
             positions: torch.Tensor | None, offset: int, inverse: bool,
             backend: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     impl = dispatch.implementation(OP, q.device, backend)
-    return impl(q, k, cos, sin, positions, offset, inverse, False)
+    return impl(q, k, cos, sin, _batched(positions, q.shape[0]), offset, inverse, False)
+
+
+def _batched(positions: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+    """int64 (B, T) positions for the kernels; a (T,) row is broadcast with a zero batch stride."""
+    if positions is None:
+        return None
+    positions = positions.long()
+    return positions.unsqueeze(0).expand(batch, -1) if positions.dim() == 1 else positions
 
 
 @rope_op.register_fake
@@ -69,7 +77,7 @@ def rope_inplace_op(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: to
                     positions: torch.Tensor | None, offset: int, inverse: bool,
                     backend: str | None) -> None:
     impl = dispatch.implementation(OP, q.device, backend)
-    impl(q, k, cos, sin, positions, offset, inverse, True)
+    impl(q, k, cos, sin, _batched(positions, q.shape[0]), offset, inverse, True)
 
 
 @rope_inplace_op.register_fake
@@ -91,6 +99,9 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     if inplace:
         if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
             fail(OP, "inplace=True is not differentiable and q or k requires grad; use inplace=False")
+        for name, t in (("q", q), ("k", k)):
+            if torch._debug_has_internal_overlap(t) == 1:
+                fail(OP, f"{name} has overlapping elements (an expanded view); inplace=True needs distinct ones")
         torch.ops.fastllm.rope_(q, k, cos, sin, positions, offset, False, backend)
         return q, k
     return torch.ops.fastllm.rope(q, k, cos, sin, positions, offset, False, backend)
@@ -139,7 +150,4 @@ def _validate_positions(positions, batch, seq_len, max_positions, device) -> tor
     if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= max_positions):
         fail(OP, f"positions must lie in [0, {max_positions}) (the table size), got "
                  f"[{int(positions.min())}, {int(positions.max())}]")
-    positions = positions.long()
-    if positions.dim() == 1:
-        positions = positions.unsqueeze(0).expand(batch, seq_len)
     return positions

@@ -1,0 +1,111 @@
+"""FlashAttention-2 forward in Triton (see ref.py for the math and shapes).
+
+Grid: (cdiv(T, BLOCK_M), B * H). A program holds BLOCK_M query rows of one head in registers and
+streams the keys/values of its kv head (h // (H / Hkv), GQA) BLOCK_N at a time, keeping the
+running max m, the running sum l and the unnormalised output acc (online softmax, base-2
+exponentials with log2(e) folded into the scale). No T x S matrix is ever stored. At the end
+out = acc / l and lse = (m + log2 l) * ln 2 (natural log) is saved for the backward.
+
+Causal masking is bottom-right aligned: query row i sees key j <= i + (S - T). Key blocks that
+every row of the tile sees entirely are processed without masks; only the blocks that cross the
+diagonal or the end of the keys pay for the mask. Tested on the CPU in the interpreter
+(tests/kernels/test_attention_triton.py); benchmark: bench/bench_attention.py.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
+
+
+@triton.jit
+def _fwd_block(acc, l_i, m_i, q, k_base, v_base, start_n, offs_m, offs_n, offs_d, seq_k, diag,
+               qk_scale, k_st, v_st,
+               MASKED: tl.constexpr, CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
+               BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
+    cols = start_n + offs_n
+    d_ok = offs_d < HEAD_DIM
+    if MASKED:
+        key_ok = cols < seq_k
+        k = tl.load(k_base + cols[None, :] * k_st + offs_d[:, None],
+                    mask=key_ok[None, :] & d_ok[:, None], other=0.0)  # (BLOCK_D, BLOCK_N)
+        v = tl.load(v_base + cols[:, None] * v_st + offs_d[None, :],
+                    mask=key_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
+    else:
+        k = tl.load(k_base + cols[None, :] * k_st + offs_d[:, None], mask=d_ok[:, None], other=0.0)
+        v = tl.load(v_base + cols[:, None] * v_st + offs_d[None, :], mask=d_ok[None, :], other=0.0)
+    s = tl.dot(q, k, input_precision=PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N), log2 units
+    if MASKED:
+        visible = key_ok[None, :]
+        if CAUSAL:
+            visible = visible & (cols[None, :] <= offs_m[:, None] + diag)
+        s = tl.where(visible, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    p = tl.math.exp2(s - m_new[:, None])
+    alpha = tl.math.exp2(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+    return acc, l_i, m_new
+
+
+@triton.jit
+def attention_fwd_kernel(Q, K, V, Out, Lse, sm_scale,
+                         q_sb, q_sh, q_st, k_sb, k_sh, k_st, v_sb, v_sh, v_st, o_sb, o_sh, o_st,
+                         n_heads, group, seq_q, seq_k,
+                         CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
+    start_m = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    b = bh // n_heads
+    h = bh % n_heads
+    kv_head = h // group
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    row_ok = offs_m < seq_q
+    q = tl.load(Q + b * q_sb + h * q_sh + offs_m[:, None] * q_st + offs_d[None, :],
+                mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
+    k_base = K + b * k_sb + kv_head * k_sh
+    v_base = V + b * v_sb + kv_head * v_sh
+    qk_scale = sm_scale * 1.4426950408889634  # log2(e): softmax in base 2
+    diag = seq_k - seq_q  # query i sees keys j <= i + diag when causal
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    if CAUSAL:
+        # Keys up to the first row's frontier are visible to the whole tile.
+        end = tl.minimum(seq_k, (start_m + 1) * BLOCK_M + diag)
+        n_full = tl.minimum(start_m * BLOCK_M + diag + 1, seq_k) // BLOCK_N
+    else:
+        end = seq_k
+        n_full = seq_k // BLOCK_N
+    for start_n in range(0, n_full * BLOCK_N, BLOCK_N):
+        acc, l_i, m_i = _fwd_block(acc, l_i, m_i, q, k_base, v_base, start_n, offs_m, offs_n, offs_d,
+                                   seq_k, diag, qk_scale, k_st, v_st, False, CAUSAL, HEAD_DIM, BLOCK_D,
+                                   PRECISION)
+    for start_n in range(n_full * BLOCK_N, end, BLOCK_N):
+        acc, l_i, m_i = _fwd_block(acc, l_i, m_i, q, k_base, v_base, start_n, offs_m, offs_n, offs_d,
+                                   seq_k, diag, qk_scale, k_st, v_st, True, CAUSAL, HEAD_DIM, BLOCK_D,
+                                   PRECISION)
+
+    out = acc / l_i[:, None]
+    o_ptrs = Out + b * o_sb + h * o_sh + offs_m[:, None] * o_st + offs_d[None, :]
+    tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM))
+    lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453  # natural log
+    tl.store(Lse + bh * seq_q + offs_m, lse, mask=row_ok)
+
+
+def forward_configs() -> list[triton.Config]:
+    """Autotuning candidates on a GPU (the interpreter runs one fixed config instead)."""
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=st)
+            for bm, bn, w, st in ((128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (64, 64, 4, 3),
+                                  (128, 32, 4, 4), (64, 32, 4, 4))]
+
+
+attention_fwd_kernel_tuned = triton.autotune(
+    configs=forward_configs(), key=["seq_q", "seq_k", "HEAD_DIM", "CAUSAL", "PRECISION"],
+)(attention_fwd_kernel)

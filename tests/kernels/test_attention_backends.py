@@ -1,0 +1,155 @@
+"""Every attention backend against the float32 reference under the flash-attention tolerance rule:
+forward, lse and all three gradients, on odd lengths, GQA/MQA ratios, head dims 64/128, causal
+and not, and decoding alignment (T != S). Triton runs in the interpreter on the CPU (float32 and
+float16, a representative subset: the interpreter is slow); the full grid runs on a GPU."""
+
+import pytest
+import torch
+from flash_tolerance import assert_within_flash_tolerance
+
+from fastllm.kernels import attention
+from fastllm.kernels.attention.op import choose_backend
+from fastllm.kernels.attention.ref import attention_ref
+from fastllm.kernels.rope.checks import KernelInputError
+from fastllm.utils.errors import BackendUnavailableError
+
+
+def _qkv(shape, dtype, device="cpu"):
+    batch, heads, kv_heads, seq_q, seq_k, head_dim = shape
+    q = torch.randn(batch, heads, seq_q, head_dim, device=device).to(dtype)
+    k = torch.randn(batch, kv_heads, seq_k, head_dim, device=device).to(dtype)
+    v = torch.randn(batch, kv_heads, seq_k, head_dim, device=device).to(dtype)
+    return q, k, v
+
+
+def _reference(q, k, v, grad_out, causal, upcast):
+    """(out, dq, dk, dv) of the reference by autograd, in float32 or in the inputs' own dtype."""
+    leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    out, _ = attention_ref(*leaves, causal=causal, upcast=upcast)
+    out.backward(grad_out)
+    return [out.detach()] + [t.grad for t in leaves]
+
+
+def check_backend(backend, shape, dtype, causal, device="cpu", eps=1e-5):
+    q, k, v = _qkv(shape, dtype, device)
+    grad_out = torch.randn(q.shape, device=device).to(dtype)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = attention(*leaves, causal=causal, backend=backend)
+    out.backward(grad_out)
+    got = [out.detach()] + [t.grad for t in leaves]
+    want32 = _reference(q.float(), k.float(), v.float(), grad_out.float(), causal, upcast=True)
+    lowp = _reference(q, k, v, grad_out, causal, upcast=False)
+    for name, g, w, lo in zip(("out", "dq", "dk", "dv"), got, want32, lowp):
+        assert g.dtype == dtype and g.shape == w.shape, name
+        assert_within_flash_tolerance(f"{backend} {name} {shape} causal={causal}", g, w, lo, eps)
+
+
+# (B, H, Hkv, T, S, D): odd lengths, GQA ratios 1/4/8, T != S (decoding and prefill continuation).
+INTERPRETER_CASES = [
+    ((1, 2, 2, 1, 1, 64), True),
+    ((2, 4, 1, 7, 7, 64), True),
+    ((1, 8, 1, 7, 7, 128), False),
+    ((3, 2, 2, 97, 97, 64), True),
+    ((1, 4, 1, 97, 97, 128), False),
+    ((1, 8, 2, 128, 128, 64), True),
+    ((2, 4, 4, 1, 97, 64), True),
+    ((1, 8, 1, 7, 59, 128), True),
+    ((1, 2, 1, 33, 40, 64), False),
+]
+
+
+@pytest.mark.parametrize("shape, causal", INTERPRETER_CASES)
+def test_triton_float32_in_the_interpreter(seeded, shape, causal):
+    check_backend("triton", shape, torch.float32, causal)
+
+
+@pytest.mark.parametrize("shape, causal", [((1, 4, 1, 97, 97, 64), True), ((2, 2, 2, 7, 40, 128), False)])
+def test_triton_float16_in_the_interpreter(seeded, shape, causal):
+    check_backend("triton", shape, torch.float16, causal)
+
+
+def test_triton_odd_head_dims_and_scale(seeded):
+    for head_dim in (32, 80, 96):
+        check_backend("triton", (1, 2, 1, 9, 9, head_dim), torch.float32, causal=True)
+    q, k, v = _qkv((1, 2, 1, 9, 12, 32), torch.float32)
+    expected, _ = attention_ref(q, k, v, causal=True, scale=0.05)
+    torch.testing.assert_close(attention(q, k, v, scale=0.05, backend="triton"), expected,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_triton_strided_inputs(seeded):
+    """q, k, v as (B, T, H, D) projections viewed as (B, H, T, D): strides the kernels take."""
+    qkv = torch.randn(2, 19, 3, 4, 64)  # (B, T, 3, H, D)
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+    expected, _ = attention_ref(q, k, v, causal=True)
+    torch.testing.assert_close(attention(q, k, v, backend="triton"), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_triton_gradient_through_lse(seeded):
+    q, k, v = (t.requires_grad_() for t in _qkv((1, 4, 2, 9, 13, 32), torch.float32))
+    grads = []
+    for backend in ("ref", "triton"):
+        out, lse = torch.ops.fastllm.attention(q, k, v, True, 0.2, backend)
+        (out.square().sum() + lse.sin().sum()).backward()
+        grads.append([t.grad.clone() for t in (q, k, v)])
+        for t in (q, k, v):
+            t.grad = None
+    for ours, ref in zip(grads[1], grads[0]):
+        torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_triton_opcheck(seeded):
+    q, k, v = (t.requires_grad_() for t in _qkv((1, 2, 1, 5, 9, 32), torch.float32))
+    torch.library.opcheck(torch.ops.fastllm.attention.default, (q, k, v, True, 0.2, "triton"))
+
+
+def test_unsupported_head_dim_errors_when_forced_and_falls_back_when_automatic():
+    q, k, v = _qkv((1, 2, 1, 3, 3, 256), torch.float32)
+    with pytest.raises(KernelInputError, match="backend triton cannot run this call: head dim 256"):
+        attention(q, k, v, backend="triton")
+    assert choose_backend(q, k, v, None) in ("ref", "cpp")
+
+
+def test_bfloat16_is_refused_by_the_interpreter_not_rerouted():
+    q, k, v = _qkv((1, 2, 1, 3, 3, 32), torch.bfloat16)
+    with pytest.raises(KernelInputError, match="bfloat16 is not supported in Triton's CPU interpreter"):
+        attention(q, k, v, backend="triton")
+
+
+def test_forcing_cuda_on_cpu_is_an_error():
+    q, k, v = _qkv((1, 2, 1, 3, 3, 32), torch.float32)
+    with pytest.raises(BackendUnavailableError, match="attention: backend=cuda cannot run"):
+        attention(q, k, v, backend="cuda")
+
+
+def test_cpu_auto_dispatch_is_the_reference():
+    q, k, v = _qkv((1, 2, 1, 3, 3, 32), torch.float32)
+    assert choose_backend(q, k, v, None) == "ref"
+
+
+# ---- GPU: the full grid, every backend that runs there --------------------------------------
+
+GPU_SHAPES = [(1, 2, 2, 1, 1, 64), (2, 4, 1, 7, 7, 128), (3, 8, 1, 97, 97, 64), (1, 8, 2, 128, 128, 128),
+              (2, 4, 4, 1025, 1025, 64), (1, 16, 2, 1025, 1025, 128), (2, 8, 1, 1, 1025, 128),
+              (1, 8, 8, 7, 300, 64), (1, 4, 1, 97, 1025, 128)]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+@pytest.mark.parametrize("shape", GPU_SHAPES)
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gpu_backends(seeded, backend, shape, causal, dtype):
+    check_backend(backend, shape, dtype, causal, device="cuda", eps=1e-3)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("shape", GPU_SHAPES[:4])
+def test_gpu_triton_float32_is_exact_float32(seeded, shape):
+    check_backend("triton", shape, torch.float32, causal=True, device="cuda")
+
+
+@pytest.mark.cuda
+def test_gpu_auto_dispatch_prefers_compiled_kernels():
+    q, k, v = _qkv((1, 2, 1, 3, 3, 64), torch.float16, device="cuda")
+    assert choose_backend(q, k, v, None) in ("cuda", "triton")

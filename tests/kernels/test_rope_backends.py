@@ -1,0 +1,156 @@
+"""Every RoPE backend against the reference: C++ on each CPU path (bit-exact), Triton in the
+interpreter on the CPU (float32/float16) and on a GPU, CUDA on a GPU; forward, inverse (the
+backward), offsets, explicit positions, strided views and in-place use."""
+
+import pytest
+import torch
+from flash_tolerance import assert_within_flash_tolerance
+
+from fastllm.kernels import rope, rope_tables
+from fastllm.kernels.rope.checks import KernelInputError
+from fastllm.kernels.rope.ref import rope_ref
+from fastllm.utils.errors import BackendUnavailableError
+
+MAX_POSITIONS = 64
+
+
+def _inputs(batch, seq, q_heads, k_heads, head_dim, dtype, device="cpu"):
+    q = torch.randn(batch, seq, q_heads, head_dim, device=device).to(dtype)
+    k = torch.randn(batch, seq, k_heads, head_dim, device=device).to(dtype)
+    return q, k, *rope_tables(MAX_POSITIONS, head_dim, device=device)
+
+
+def _positions(kind, batch, seq, device):
+    if kind == "offset":
+        return None
+    if kind == "row":
+        return torch.randperm(MAX_POSITIONS, device=device)[:seq]
+    return torch.randint(0, MAX_POSITIONS, (batch, seq), device=device)
+
+
+def _check(backend, shape, dtype, positions_kind, inverse, device="cpu", exact=False):
+    batch, seq, q_heads, k_heads, head_dim = shape
+    q, k, cos, sin = _inputs(batch, seq, q_heads, k_heads, head_dim, dtype, device)
+    positions = _positions(positions_kind, batch, seq, device)
+    offset = 3 if positions is None else 0
+    got = torch.ops.fastllm.rope(q, k, cos, sin, positions, offset, inverse, backend)
+    want = rope_ref(q, k, cos, sin, positions, offset, inverse)
+    if exact:
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        return
+    lowp = rope_ref(q, k, cos, sin, positions, offset, inverse, upcast=False)
+    want32 = rope_ref(q.float(), k.float(), cos, sin, positions, offset, inverse)
+    for name, g, w32, lo in zip(("q", "k"), got, want32, lowp):
+        assert_within_flash_tolerance(f"{backend} {name}", g, w32, lo)
+
+
+SHAPES = [(1, 1, 1, 1, 2), (2, 7, 4, 2, 16), (3, 5, 8, 1, 34), (1, 9, 4, 4, 64), (2, 3, 2, 1, 128)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cpp_is_bit_exact_on_every_isa(cpu_isa, seeded, shape, dtype):
+    for positions_kind in ("offset", "row", "batch"):
+        for inverse in (False, True):
+            _check("cpp", shape, dtype, positions_kind, inverse, exact=True)
+
+
+def test_cpp_runs_on_many_threads(seeded):
+    # Enough tokens that the thread pool splits the work.
+    _check("cpp", (3, 61, 8, 2, 64), torch.float32, "batch", False, exact=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 2), (2, 7, 4, 2, 16), (1, 5, 3, 1, 34), (1, 3, 2, 1, 128)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("positions_kind", ["offset", "batch"])
+def test_triton_in_the_interpreter(seeded, shape, dtype, positions_kind):
+    _check("triton", shape, dtype, positions_kind, inverse=positions_kind == "batch", exact=True)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_strided_views_and_inplace(seeded, backend):
+    qkv = torch.randn(2, 5, 3, 4, 32)  # a fused projection: q and k are views with gaps
+    q, k = qkv[:, :, 0], qkv[:, :, 1]
+    cos, sin = rope_tables(16, 32)
+    want = rope_ref(q, k, cos, sin, offset=2)
+    torch.testing.assert_close(rope(q, k, cos, sin, offset=2, backend=backend), want, rtol=0, atol=0)
+    untouched = qkv[:, :, 2].clone()
+    rope(q, k, cos, sin, offset=2, inplace=True, backend=backend)
+    torch.testing.assert_close((q, k), want, rtol=0, atol=0)
+    torch.testing.assert_close(qkv[:, :, 2], untouched, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_gradients_match_the_reference(seeded, backend):
+    q, k, cos, sin = _inputs(2, 5, 4, 2, 32, torch.float32)
+    grads = torch.randn_like(q), torch.randn_like(k)
+    results = []
+    for name in ("ref", backend):
+        leaves = [t.clone().requires_grad_() for t in (q, k)]
+        torch.autograd.backward(rope(*leaves, cos, sin, offset=7, backend=name), grads)
+        results.append([t.grad for t in leaves])
+    torch.testing.assert_close(results[1], results[0], rtol=0, atol=0)
+
+
+def test_auto_dispatch_uses_cpp_on_the_cpu():
+    from fastllm.kernels import dispatch
+
+    assert dispatch.pick("rope", "cpu") == "cpp"
+
+
+def test_forcing_cuda_on_cpu_tensors_is_an_error():
+    q, k, cos, sin = _inputs(1, 2, 1, 1, 8, torch.float32)
+    with pytest.raises(BackendUnavailableError, match="rope: backend=cuda cannot run"):
+        rope(q, k, cos, sin, backend="cuda")
+
+
+def test_forced_backend_from_the_environment(monkeypatch, seeded):
+    q, k, cos, sin = _inputs(1, 2, 1, 1, 8, torch.float32)
+    monkeypatch.setenv("FASTLLM_BACKEND", "rope=cuda")
+    with pytest.raises(BackendUnavailableError, match="rope: FASTLLM_BACKENDcuda cannot run"):
+        rope(q, k, cos, sin)
+
+
+def test_inplace_on_overlapping_memory_is_an_error():
+    q = torch.randn(1, 2, 1, 8).expand(1, 2, 3, 8)
+    k = torch.randn(1, 2, 1, 8)
+    cos, sin = rope_tables(4, 8)
+    with pytest.raises(KernelInputError, match="q has overlapping elements"):
+        rope(q, k, cos, sin, inplace=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+@pytest.mark.parametrize("shape", SHAPES + [(2, 1025, 32, 8, 128)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_gpu_backends(seeded, backend, shape, dtype):
+    for positions_kind in ("offset", "row", "batch"):
+        for inverse in (False, True):
+            _check(backend, shape, dtype, positions_kind, inverse, device="cuda")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_strided_inplace_and_gradients(seeded, backend):
+    qkv = torch.randn(2, 33, 3, 4, 64, device="cuda")
+    q, k = qkv[:, :, 0], qkv[:, :, 1]
+    originals = [q.clone(), k.clone()]
+    cos, sin = rope_tables(64, 64, device="cuda")
+    want = rope_ref(q, k, cos, sin, offset=5)
+    torch.testing.assert_close(rope(q, k, cos, sin, offset=5, backend=backend), want, rtol=1e-6, atol=1e-6)
+    rope(q, k, cos, sin, offset=5, inplace=True, backend=backend)
+    torch.testing.assert_close((q, k), want, rtol=1e-6, atol=1e-6)
+    leaves = [t.clone().requires_grad_() for t in want]
+    torch.autograd.backward(rope(*leaves, cos, sin, offset=5, backend=backend), [t.detach() for t in want])
+    # The gradient of a rotation is the inverse rotation: pulling back the rotated q, k gives q, k.
+    torch.testing.assert_close([t.grad for t in leaves], originals, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+def test_gpu_auto_dispatch_and_cpp_refusal():
+    from fastllm.kernels import dispatch
+
+    assert dispatch.pick("rope", "cuda") in ("cuda", "triton")
+    q, k, cos, sin = _inputs(1, 2, 1, 1, 8, torch.float32, device="cuda")
+    with pytest.raises(BackendUnavailableError, match="needs CPU tensors"):
+        rope(q, k, cos, sin, backend="cpp")
