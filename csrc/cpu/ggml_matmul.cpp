@@ -1,0 +1,80 @@
+// The GGML matmul driver: quantize each activation row once, then hand out contiguous runs of
+// x16 weight tiles to the thread pool. A thread streams its tiles front to back (one linear read
+// of the weights, what the hardware prefetchers like) and computes all M activation rows per
+// tile, so a tile is read from memory once however large the batch. Plain GGUF rows are
+// repacked tile by tile into a per-thread buffer on the way, so both layouts share one kernel.
+#include <algorithm>
+#include <vector>
+
+#include "common/check.h"
+#include "common/parallel.h"
+#include "cpu/ggml.h"
+#include "cpu/isa.h"
+
+namespace fastllm {
+namespace {
+
+// Tiles per task: small enough that a thread woken late still gets its share, large enough
+// that the hand-out (one atomic add) is noise.
+int64_t tiles_per_task(int64_t tiles, int n_threads) {
+  const int64_t tasks = static_cast<int64_t>(std::max(n_threads, 1)) * 8;
+  return std::max<int64_t>(1, (tiles + tasks - 1) / tasks);
+}
+
+void quantize_activations(const GgmlKernels& kern, const float* x, int64_t m, int64_t lda,
+                          int64_t k, int32_t offset, block_q8_act* act, int n_threads) {
+  const int64_t nb = k / QK;
+  if (m == 1) {
+    kern.quantize_act(x, act, k, offset);
+    return;
+  }
+  parallel_range(m, 4, n_threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) kern.quantize_act(x + i * lda, act + i * nb, k, offset);
+  });
+}
+
+}  // namespace
+
+const GgmlKernels& ggml_kernels() {
+#if defined(FASTLLM_X86)
+  switch (active_isa()) {
+    case Isa::avx512: return ggml_kernels_avx512;
+    case Isa::avx2: return ggml_kernels_avx2;
+    case Isa::generic: break;
+  }
+#endif
+  return ggml_kernels_generic;
+}
+
+void ggml_matmul(GgmlType type, bool x16, const uint8_t* weight, int64_t n, int64_t k,
+                 const float* x, int64_t m, int64_t lda, float* y, int64_t ldo, int n_threads) {
+  FASTLLM_CHECK(k > 0 && k % QK == 0, "ggml_matmul: K=", k, " must be a positive multiple of ", QK);
+  FASTLLM_CHECK(n > 0 && m >= 0, "ggml_matmul: bad sizes N=", n, " M=", m);
+  if (m == 0) return;
+  const GgmlKernels& kern = ggml_kernels();
+  const int64_t nb = k / QK;
+  thread_local std::vector<block_q8_act> act;
+  act.resize(static_cast<size_t>(m * nb));
+  quantize_activations(kern, x, m, lda, k, weight_offset(type), act.data(), n_threads);
+
+  const auto gemm = type == GgmlType::q4_0 ? kern.gemm_q4_0_x16 : kern.gemm_q8_0_x16;
+  const int64_t tiles = x16_tiles(n), tile_bytes = x16_tile_bytes(type, nb);
+  const int64_t row_bytes = nb * block_bytes(type), chunk = tiles_per_task(tiles, n_threads);
+  const block_q8_act* a = act.data();
+  parallel_for((tiles + chunk - 1) / chunk, n_threads, [&](int64_t task) {
+    thread_local std::vector<uint8_t> scratch;
+    const int64_t end = std::min(tiles, (task + 1) * chunk);
+    for (int64_t t = task * chunk; t < end; ++t) {
+      const int rows = static_cast<int>(std::min<int64_t>(X16_ROWS, n - t * X16_ROWS));
+      const uint8_t* tile = weight + t * tile_bytes;
+      if (!x16) {
+        scratch.resize(static_cast<size_t>(tile_bytes));
+        repack_tile_x16(type, weight + t * X16_ROWS * row_bytes, row_bytes, rows, nb, scratch.data());
+        tile = scratch.data();
+      }
+      gemm(tile, nb, a, nb, m, y + t * X16_ROWS, ldo, rows);
+    }
+  });
+}
+
+}  // namespace fastllm

@@ -1,0 +1,58 @@
+"""The torch op `fastllm::ggml_matmul(x, weight, qtype, out_features)`: y = x @ W^T with W in a
+GGML block format (plain "q4_0"/"q8_0" rows or their "_x16" kernel layouts) and x quantized to
+Q8_0 per 32-block as ggml does. One node for torch.compile (register_fake); the gradient with
+respect to x is grad @ dequantize(W), so adapters can train on top of frozen GGML weights."""
+
+from __future__ import annotations
+
+import torch
+
+from fastllm.kernels import dispatch
+from fastllm.kernels.ggml.formats import check_matmul_args
+
+
+@torch.library.custom_op("fastllm::ggml_matmul", mutates_args=())
+def ggml_matmul_op(x: torch.Tensor, weight: torch.Tensor, qtype: str, out_features: int,
+                   backend: str | None = None) -> torch.Tensor:
+    impl = dispatch.implementation("ggml_matmul", x.device, backend)
+    return impl(x, weight, qtype, out_features)
+
+
+@ggml_matmul_op.register_fake
+def _(x, weight, qtype, out_features, backend=None):
+    return x.new_empty(*x.shape[:-1], out_features)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, qtype, out_features, _ = inputs
+    ctx.save_for_backward(weight)
+    ctx.qtype, ctx.out_features, ctx.in_features = qtype, out_features, x.shape[-1]
+
+
+@torch.library.custom_op("fastllm::ggml_dequantize_weight", mutates_args=())
+def ggml_dequantize_weight_op(weight: torch.Tensor, qtype: str, out_features: int, in_features: int) -> torch.Tensor:
+    from fastllm.kernels.ggml.api import dequantize_weight
+
+    return dequantize_weight(weight, qtype, out_features, in_features)
+
+
+@ggml_dequantize_weight_op.register_fake
+def _(weight, qtype, out_features, in_features):
+    return weight.new_empty(out_features, in_features, dtype=torch.float32)
+
+
+def _backward(ctx, grad):
+    (weight,) = ctx.saved_tensors
+    w = torch.ops.fastllm.ggml_dequantize_weight(weight, ctx.qtype, ctx.out_features, ctx.in_features)  # (N, K)
+    return (grad.to(torch.float32) @ w).to(grad.dtype), None, None, None, None
+
+
+ggml_matmul_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def ggml_matmul(x: torch.Tensor, weight: torch.Tensor, qtype: str, out_features: int, *,
+                backend: str | None = None) -> torch.Tensor:
+    """y (..., out_features) = x (..., K) @ W^T, W given as GGML block bytes (see formats.py).
+    `backend` ("cpp" | "ref") forces an implementation, like FASTLLM_BACKEND."""
+    check_matmul_args(x, weight, qtype, out_features)
+    return torch.ops.fastllm.ggml_matmul(x, weight, qtype, out_features, backend)
