@@ -15,7 +15,7 @@ from fastllm.kernels import dispatch
 from fastllm.utils.errors import BackendUnavailableError
 
 # Op packages register their implementations with the dispatcher when imported.
-_OP_PACKAGES: tuple[str, ...] = ("rope", "attention")
+_OP_PACKAGES: tuple[str, ...] = ("rope", "attention", "ggml")
 
 for _package in _OP_PACKAGES:
     importlib.import_module(f"fastllm.kernels.{_package}")
