@@ -1,0 +1,245 @@
+// fastllm._C.bpe: byte-level BPE pre-tokenization, encoding, decoding and training.
+// Python strings are read as UTF-8 in place (PyUnicode_AsUTF8AndSize); a string holding lone
+// surrogates raises UnicodeEncodeError, which fastllm/tokenizer/bpe.py answers by replacing them
+// with U+FFFD (as tiktoken does) and calling again. Every call that does real work releases the
+// GIL; results are turned into Python lists after the GIL is taken back.
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bindings/registry.h"
+#include "common/check.h"
+#include "common/parallel.h"
+#include "cpu/bpe_encoder.h"
+#include "cpu/bpe_trainer.h"
+#include "cpu/pretokenize.h"
+
+namespace fastllm {
+namespace {
+
+using bpe::BpeModel;
+using bpe::Pattern;
+
+Pattern to_pattern(int pattern) {
+  FASTLLM_CHECK(pattern == 0 || pattern == 1, "unknown pre-tokenizer pattern id ", pattern);
+  return static_cast<Pattern>(pattern);
+}
+
+std::string_view utf8_view(py::handle text) {
+  if (PyUnicode_Check(text.ptr())) {
+    Py_ssize_t size;
+    const char* data = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
+    if (!data) throw py::error_already_set();
+    return {data, static_cast<size_t>(size)};
+  }
+  if (PyBytes_Check(text.ptr())) return {PyBytes_AS_STRING(text.ptr()), static_cast<size_t>(PyBytes_GET_SIZE(text.ptr()))};
+  throw py::type_error("expected str or bytes, got " + std::string(py::str(py::type::of(text)).cast<std::string>()));
+}
+
+const uint8_t* bytes_of(std::string_view v) { return reinterpret_cast<const uint8_t*>(v.data()); }
+
+py::list to_list(const std::vector<uint32_t>& ids) {
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(ids.size()));
+  if (!list) throw py::error_already_set();
+  for (size_t i = 0; i < ids.size(); ++i) PyList_SET_ITEM(list, i, PyLong_FromUnsignedLong(ids[i]));
+  return py::reinterpret_steal<py::list>(list);
+}
+
+// Optional list of enabled special-token indices -> mask (empty optional = no specials).
+std::optional<std::vector<uint8_t>> to_mask(const BpeModel& model, const std::optional<std::vector<size_t>>& indices) {
+  if (!indices) return std::nullopt;
+  std::vector<uint8_t> mask(model.specials().size(), 0);
+  for (size_t i : *indices) {
+    FASTLLM_CHECK(i < mask.size(), "special token index ", i, " out of range");
+    mask[i] = 1;
+  }
+  return mask;
+}
+
+std::vector<uint32_t> ids_from_python(py::handle ids) {
+  std::vector<uint32_t> out;
+  py::sequence seq = py::reinterpret_borrow<py::sequence>(ids);
+  out.reserve(seq.size());
+  for (py::handle item : seq) {
+    const long long v = PyLong_AsLongLong(item.ptr());
+    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+    if (v < 0 || v > 0xFFFFFFFFll) throw py::value_error("token id " + std::to_string(v) + " is out of range");
+    out.push_back(static_cast<uint32_t>(v));
+  }
+  return out;
+}
+
+std::shared_ptr<BpeModel> make_model(const std::vector<py::bytes>& id_to_bytes,
+                                     const std::vector<std::tuple<uint32_t, uint32_t, uint32_t>>& merges,
+                                     const std::vector<std::pair<py::bytes, uint32_t>>& specials, int pattern,
+                                     bool ignore_merges) {
+  std::vector<std::string> tokens;
+  tokens.reserve(id_to_bytes.size());
+  for (const py::bytes& b : id_to_bytes) tokens.emplace_back(b);
+  std::vector<bpe::Merge> merge_list;
+  merge_list.reserve(merges.size());
+  for (const auto& [l, r, m] : merges) merge_list.push_back(bpe::Merge{l, r, m});
+  std::vector<std::pair<std::string, uint32_t>> special_list;
+  for (const auto& [content, id] : specials) special_list.emplace_back(std::string(content), id);
+  py::gil_scoped_release release;
+  return std::make_shared<BpeModel>(std::move(tokens), merge_list, special_list, to_pattern(pattern), ignore_merges);
+}
+
+py::list encode(const BpeModel& model, py::handle text, const std::optional<std::vector<size_t>>& allowed) {
+  const std::string_view view = utf8_view(text);
+  const auto mask = to_mask(model, allowed);
+  std::vector<uint32_t> out;
+  {
+    py::gil_scoped_release release;
+    out.reserve(view.size() / 4 + 16);
+    bpe::CacheLease cache(model);
+    model.encode(bytes_of(view), view.size(), mask ? &*mask : nullptr, cache.get(), out);
+  }
+  return to_list(out);
+}
+
+py::list encode_batch(const BpeModel& model, const py::list& texts, const std::optional<std::vector<size_t>>& allowed,
+                      int n_threads) {
+  std::vector<std::string_view> views;
+  views.reserve(texts.size());
+  for (py::handle t : texts) views.push_back(utf8_view(t));
+  const auto mask = to_mask(model, allowed);
+  std::vector<std::vector<uint32_t>> results(views.size());
+  {
+    py::gil_scoped_release release;
+    const int workers = static_cast<int>(std::max<size_t>(1, std::min<size_t>(std::max(n_threads, 1), views.size())));
+    std::atomic<size_t> next{0};
+    parallel_for(workers, workers, [&](int64_t) {
+      bpe::CacheLease cache(model);
+      for (size_t i = next.fetch_add(1); i < views.size(); i = next.fetch_add(1)) {
+        results[i].reserve(views[i].size() / 4 + 4);
+        model.encode(bytes_of(views[i]), views[i].size(), mask ? &*mask : nullptr, cache.get(), results[i]);
+      }
+    });
+  }
+  py::list out(views.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    out[i] = to_list(results[i]);
+    std::vector<uint32_t>().swap(results[i]);
+  }
+  return out;
+}
+
+py::object find_special(const BpeModel& model, py::handle text, const std::vector<size_t>& indices) {
+  const std::string_view view = utf8_view(text);
+  const auto mask = to_mask(model, indices);
+  size_t pos, index;
+  bool found;
+  {
+    py::gil_scoped_release release;
+    found = model.specials().find(bytes_of(view), 0, view.size(), &*mask, &pos, &index);
+  }
+  if (!found) return py::none();
+  return py::make_tuple(pos, index);
+}
+
+py::bytes decode(const BpeModel& model, py::handle ids) {
+  const std::vector<uint32_t> list = ids_from_python(ids);
+  std::string out;
+  int64_t bad;
+  {
+    py::gil_scoped_release release;
+    out.reserve(list.size() * 4);
+    bad = model.decode(list.data(), list.size(), out);
+  }
+  if (bad >= 0) throw py::value_error("token id " + std::to_string(list[bad]) + " (position " + std::to_string(bad) +
+                                      ") is not in the vocabulary");
+  return py::bytes(out);
+}
+
+py::list pretokenize(py::handle text, int pattern) {
+  const std::string_view view = utf8_view(text);
+  const Pattern p = to_pattern(pattern);
+  std::vector<size_t> ends;
+  {
+    py::gil_scoped_release release;
+    for (size_t i = 0; i < view.size();) ends.push_back(i = bpe::next_pretoken(p, bytes_of(view), i, view.size()));
+  }
+  py::list out;
+  const bool as_str = PyUnicode_Check(text.ptr());
+  size_t start = 0;
+  for (size_t end : ends) {
+    if (as_str) {
+      out.append(py::str(view.data() + start, end - start));
+    } else {
+      out.append(py::bytes(view.data() + start, end - start));
+    }
+    start = end;
+  }
+  return out;
+}
+
+// The largest cut position <= limit at which `data` can be split without changing its
+// pre-tokens (see bpe::is_safe_cut), or -1 when there is none.
+int64_t last_safe_cut(py::bytes data, size_t limit) {
+  const std::string_view view(data);
+  const uint8_t* s = bytes_of(view);
+  for (size_t i = std::min(limit, view.size()); i > 0; --i)
+    if (bpe::is_safe_cut(s, i, view.size())) return static_cast<int64_t>(i);
+  return -1;
+}
+
+void count_words(bpe::WordCounter& counter, const py::list& segments, int n_threads) {
+  std::vector<std::string_view> views;
+  views.reserve(segments.size());
+  for (py::handle s : segments) views.push_back(utf8_view(s));
+  py::gil_scoped_release release;
+  counter.count(views, n_threads);
+}
+
+const BindingRegistrar registrar("bpe", [](py::module_& m) {
+  m.doc() = "byte-level BPE: regex-free pre-tokenizer, encoder/decoder, trainer";
+  m.def("pretokenize", &pretokenize, py::arg("text"), py::arg("pattern"),
+        "pre-tokens of text (str or bytes) for pattern 0 = llama3, 1 = gpt2");
+  m.def("last_safe_cut", &last_safe_cut, py::arg("data"), py::arg("limit"));
+  m.attr("unicode_version") = unicode::kUnicodeVersion;
+
+  py::class_<BpeModel, std::shared_ptr<BpeModel>>(m, "Model")
+      .def(py::init(&make_model), py::arg("id_to_bytes"), py::arg("merges"), py::arg("specials"),
+           py::arg("pattern"), py::arg("ignore_merges"))
+      .def("encode", &encode, py::arg("text"), py::arg("allowed") = std::nullopt)
+      .def("encode_batch", &encode_batch, py::arg("texts"), py::arg("allowed") = std::nullopt,
+           py::arg("n_threads") = 1)
+      .def("find_special", &find_special, py::arg("text"), py::arg("indices"))
+      .def("decode", &decode, py::arg("ids"))
+      .def("encode_word", [](const BpeModel& model, py::bytes word) {
+        const std::string_view view(word);
+        std::vector<uint32_t> out;
+        model.encode_word(bytes_of(view), view.size(), out);
+        return to_list(out);
+      }, py::arg("word"));
+
+  py::class_<bpe::WordCounter>(m, "WordCounter")
+      .def(py::init([](int pattern, const std::vector<std::string>& specials, size_t max_words) {
+             return new bpe::WordCounter(to_pattern(pattern), specials, max_words);
+           }),
+           py::arg("pattern"), py::arg("specials"), py::arg("max_words"))
+      .def("count", &count_words, py::arg("segments"), py::arg("n_threads"))
+      .def_property_readonly("num_words", &bpe::WordCounter::num_words)
+      .def_property_readonly("total_words", &bpe::WordCounter::total_words)
+      .def_property_readonly("prunes", &bpe::WordCounter::prunes)
+      .def_property_readonly("prune_threshold", &bpe::WordCounter::prune_threshold)
+      .def_property_readonly("memory_bytes", &bpe::WordCounter::memory_bytes);
+
+  py::class_<bpe::BpeTrainer>(m, "Trainer")
+      .def(py::init([](bpe::WordCounter& counter, int64_t min_frequency) {
+             py::gil_scoped_release release;
+             return new bpe::BpeTrainer(counter, min_frequency);
+           }),
+           py::arg("counter"), py::arg("min_frequency"))
+      .def("step", &bpe::BpeTrainer::step, py::arg("max_merges"), py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("num_words", &bpe::BpeTrainer::num_words)
+      .def_property_readonly("num_merges", &bpe::BpeTrainer::num_merges)
+      .def_property_readonly("memory_bytes", &bpe::BpeTrainer::memory_bytes);
+});
+
+}  // namespace
+}  // namespace fastllm

@@ -1,0 +1,304 @@
+"""`Tokenizer`: byte-level BPE over the C++ core (fastllm._C.bpe).
+
+    tok = Tokenizer.from_file("tokenizer.json")          # ours or an HF ByteLevel BPE file
+    ids = tok.encode("Hello world")                      # list[int]; GIL released while encoding
+    tok.encode_batch(texts, num_threads=2)               # threads in C++
+    tok.decode(ids)                                      # bytes joined, invalid UTF-8 -> U+FFFD
+
+Encoding follows HF tokenizers' BPE model (lowest merge rank first, leftmost first). Special
+tokens follow tiktoken: by default their text in the input is an error (`disallowed_special=
+"all"`); `allowed_special={"<|end_of_text|>"}` or `"all"` encodes them as their ids, and
+`disallowed_special=()` encodes them as ordinary text. Strings with lone surrogates (which have no
+UTF-8 form) are encoded with each lone surrogate replaced by U+FFFD, as tiktoken does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from fastllm import _ext
+from fastllm.tokenizer.bytelevel import bytes_to_token, token_to_bytes
+from fastllm.tokenizer.patterns import PATTERN_IDS, check_pattern
+from fastllm.utils.errors import FastLLMError
+
+BOS_TOKEN = "<|begin_of_text|>"
+EOS_TOKEN = "<|end_of_text|>"
+
+SpecialSet = Literal["all"] | Iterable[str]
+
+
+class DisallowedSpecialTokenError(FastLLMError, ValueError):
+    """The text contains a special token's string and the caller did not say how to treat it."""
+
+
+@dataclass(frozen=True)
+class AddedToken:
+    content: str
+    id: int
+    special: bool = True
+
+
+def default_threads() -> int:
+    """torch's thread count when torch is already imported (one knob for both), else
+    OMP_NUM_THREADS, else the CPUs this process may use. Importing torch just to ask is avoided."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return max(1, torch.get_num_threads())
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def replace_surrogates(text: str) -> str:
+    """Pairs surrogates into characters and turns lone ones into U+FFFD (tiktoken's rule)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+class Tokenizer:
+    """A byte-level BPE tokenizer. Build one with `Tokenizer.from_file`, `train_bpe`, or directly:
+
+    tokens[id] holds the bytes of model token `id` (None where no model token has that id),
+    merges lists (left id, right id) in rank order (each result must be a token), added_tokens the
+    special tokens (matched in text before pre-tokenization)."""
+
+    def __init__(self, tokens: Sequence[bytes | None], merges: Sequence[tuple[int, int]],
+                 added_tokens: Iterable[AddedToken] = (), *, pattern: str = "llama3",
+                 ignore_merges: bool = False) -> None:
+        self._pattern = check_pattern(pattern)
+        self._tokens = list(tokens)
+        self._merges = [(int(a), int(b)) for a, b in merges]
+        self._added = sorted(added_tokens, key=lambda t: t.id)
+        self._ignore_merges = bool(ignore_merges)
+        self._bytes_to_id: dict[bytes, int] = {}
+        for i, token in enumerate(self._tokens):
+            if token is not None:
+                self._bytes_to_id.setdefault(token, i)
+        self._special = {t.content: t.id for t in self._added}
+        self._special_order = [t.content for t in self._added]
+        self._all_special_indices = list(range(len(self._added)))
+        self._vocab_size = max([len(self._tokens) - 1, *(t.id for t in self._added), -1]) + 1
+        self._model = self._build_model()
+        self._json: str | None = None
+
+    def _build_model(self) -> Any:
+        id_to_bytes = [b""] * self._vocab_size
+        for i, token in enumerate(self._tokens):
+            if token is not None:
+                id_to_bytes[i] = token
+        for t in self._added:
+            content = t.content.encode("utf-8")
+            if id_to_bytes[t.id] and id_to_bytes[t.id] != content:
+                raise ValueError(f"special token {t.content!r} has id {t.id}, which belongs to another token")
+            id_to_bytes[t.id] = content
+        triples = []
+        for rank, (a, b) in enumerate(self._merges):
+            left, right = self.token_bytes(a), self.token_bytes(b)
+            result = self._bytes_to_id.get(left + right) if left and right else None
+            if result is None:
+                raise ValueError(f"merge {rank} ({a}, {b}) does not produce a token of the vocabulary")
+            triples.append((a, b, result))
+        specials = [(t.content.encode("utf-8"), t.id) for t in self._added]
+        return _ext.cpu().bpe.Model(id_to_bytes, triples, specials, PATTERN_IDS[self._pattern],
+                                     self._ignore_merges)
+
+    # ------------------------------------------------------------------ files
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Tokenizer:
+        """Loads an HF tokenizer.json holding a byte-level BPE (ours or made by `tokenizers`)."""
+        from fastllm.tokenizer.hf_json import read_tokenizer_json
+
+        return read_tokenizer_json(Path(path))
+
+    @classmethod
+    def from_json_str(cls, text: str, where: str = "<tokenizer.json>") -> Tokenizer:
+        from fastllm.tokenizer.hf_json import parse_tokenizer_json
+
+        return parse_tokenizer_json(text, where)
+
+    def to_json_str(self) -> str:
+        """The canonical tokenizer.json text (deterministic: equal tokenizers, equal text)."""
+        if self._json is None:
+            from fastllm.tokenizer.hf_json import dump_tokenizer_json
+
+            self._json = dump_tokenizer_json(self)
+        return self._json
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes tokenizer.json atomically; `path` may be a directory."""
+        from fastllm.utils.atomic import write_text
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / "tokenizer.json"
+        write_text(path, self.to_json_str())
+        return path
+
+    def hash(self) -> str:
+        """sha256 (hex) of the canonical tokenizer.json."""
+        return hashlib.sha256(self.to_json_str().encode("utf-8")).hexdigest()
+
+    def __reduce__(self):  # for multiprocessing: rebuilt from its JSON, no code objects involved
+        return (Tokenizer.from_json_str, (self.to_json_str(),))
+
+    # ------------------------------------------------------------------ encoding
+    def _special_indices(self, names: Iterable[str]) -> list[int]:
+        wanted = set(names)
+        unknown = wanted - self._special.keys()
+        if unknown:
+            raise ValueError(f"not special tokens of this tokenizer: {', '.join(sorted(unknown))}")
+        return [i for i, name in enumerate(self._special_order) if name in wanted]
+
+    def _resolve(self, allowed_special: SpecialSet, disallowed_special: SpecialSet) -> tuple[list | None, list | None]:
+        if not self._added:
+            return None, None
+        allowed = (self._all_special_indices if allowed_special == "all"
+                   else self._special_indices(allowed_special) if allowed_special else [])
+        if disallowed_special == "all":
+            chosen = set(allowed)
+            disallowed = [i for i in self._all_special_indices if i not in chosen]
+        else:
+            disallowed = self._special_indices(disallowed_special) if disallowed_special else []
+        return allowed or None, disallowed or None
+
+    def _check_disallowed(self, texts: Sequence[str], indices: list[int] | None) -> None:
+        if not indices:
+            return
+        for i, text in enumerate(texts):
+            hit = self._model.find_special(text, indices)
+            if hit is not None:
+                name = self._special_order[hit[1]]
+                where = f"text {i}" if len(texts) > 1 else "the text"
+                raise DisallowedSpecialTokenError(
+                    f"{where} contains the special token {name!r}; pass allowed_special={{{name!r}}} (or 'all') "
+                    f"to encode it as a special token, or disallowed_special=() to encode it as plain text")
+
+    def encode(self, text: str, *, allowed_special: SpecialSet = (), disallowed_special: SpecialSet = "all") -> list[int]:
+        """Token ids of `text` (no BOS/EOS added)."""
+        allowed, disallowed = self._resolve(allowed_special, disallowed_special)
+        try:
+            self._check_disallowed((text,), disallowed)
+            return self._model.encode(text, allowed)
+        except UnicodeEncodeError:
+            return self.encode(replace_surrogates(text), allowed_special=allowed_special,
+                               disallowed_special=disallowed_special)
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Token ids of `text` with special-token strings encoded as plain text."""
+        try:
+            return self._model.encode(text, None)
+        except UnicodeEncodeError:
+            return self._model.encode(replace_surrogates(text), None)
+
+    def encode_batch(self, texts: Sequence[str], num_threads: int | None = None, *,
+                     allowed_special: SpecialSet = (), disallowed_special: SpecialSet = "all") -> list[list[int]]:
+        """encode() of every text, on `num_threads` C++ threads (default: default_threads())."""
+        texts = texts if isinstance(texts, list) else list(texts)
+        allowed, disallowed = self._resolve(allowed_special, disallowed_special)
+        threads = default_threads() if num_threads is None else max(1, int(num_threads))
+        try:
+            self._check_disallowed(texts, disallowed)
+            return self._model.encode_batch(texts, allowed, threads)
+        except UnicodeEncodeError:
+            fixed = [replace_surrogates(t) for t in texts]
+            return self.encode_batch(fixed, threads, allowed_special=allowed_special,
+                                     disallowed_special=disallowed_special)
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        return self._model.decode(ids if isinstance(ids, Sequence) else list(ids))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of `ids`: token bytes joined, invalid UTF-8 replaced with U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    # ------------------------------------------------------------------ vocabulary
+    @property
+    def pattern(self) -> str:
+        return self._pattern
+
+    @property
+    def ignore_merges(self) -> bool:
+        return self._ignore_merges
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest token id (the rows an embedding table needs)."""
+        return self._vocab_size
+
+    @property
+    def merges(self) -> list[tuple[int, int]]:
+        return list(self._merges)
+
+    @property
+    def tokens(self) -> list[bytes | None]:
+        """Model token bytes by id (None where no model token has the id)."""
+        return list(self._tokens)
+
+    @property
+    def added_tokens(self) -> list[AddedToken]:
+        return list(self._added)
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        return dict(self._special)
+
+    @property
+    def bos_id(self) -> int | None:
+        return self._special.get(BOS_TOKEN)
+
+    @property
+    def eos_id(self) -> int | None:
+        return self._special.get(EOS_TOKEN)
+
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The bytes of a model token or the UTF-8 of a special token; None for an unused id."""
+        if 0 <= token_id < len(self._tokens) and self._tokens[token_id] is not None:
+            return self._tokens[token_id]
+        for t in self._added:
+            if t.id == token_id:
+                return t.content.encode("utf-8")
+        return None
+
+    def token_to_id(self, token: str) -> int | None:
+        """Id of a token spelled as in tokenizer.json: a special token's text, or a model token in
+        byte-level characters ('Ġthe' for ' the')."""
+        if token in self._special:
+            return self._special[token]
+        data = token_to_bytes(token)
+        return None if data is None else self._bytes_to_id.get(data)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        for t in self._added:
+            if t.id == token_id:
+                return t.content
+        if 0 <= token_id < len(self._tokens) and self._tokens[token_id] is not None:
+            return bytes_to_token(self._tokens[token_id])
+        return None
+
+    # ------------------------------------------------------------------ exports
+    def to_tiktoken(self, name: str = "fastllm"):
+        """A tiktoken.Encoding that encodes like this tokenizer (ranks = token ids)."""
+        from fastllm.tokenizer.exports import to_tiktoken
+
+        return to_tiktoken(self, name)
+
+    def gguf_fields(self) -> dict[str, Any]:
+        """The tokenizer.ggml.* key/values a GGUF file needs (llama.cpp's 'gpt2' BPE model)."""
+        from fastllm.tokenizer.exports import gguf_fields
+
+        return gguf_fields(self)
+
+    gguf_metadata = gguf_fields
+
+    def __repr__(self) -> str:
+        return (f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, pattern={self._pattern!r}, "
+                f"special_tokens={len(self._added)})")
+

@@ -1,0 +1,214 @@
+"""Reads and writes HF tokenizer.json for byte-level BPE.
+
+Written: a BPE model (vocab in byte-level characters, merges as [left, right] pairs), the
+pre-tokenizer (llama3: Split(regex, Isolated) then ByteLevel(use_regex=false); gpt2: ByteLevel
+with use_regex=true), ByteLevel decoder and post-processor, and the special tokens as added
+tokens. `tokenizers.Tokenizer.from_file` loads it and encodes like we do.
+
+Read: the same shapes, as `tokenizers` writes them (merges as "a b" strings or pairs; the
+llama3 pattern under its known spellings; ignore_merges). Anything that would change how text is
+encoded and that we do not implement (a normalizer, another split pattern, add_prefix_space,
+dropout, byte_fallback, subword prefixes, lstrip/rstrip/single_word added tokens) is refused
+with an error naming the file and the field, rather than encoded differently. post_processor
+and decoder are not used: encode() never adds BOS/EOS, decode() joins token bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastllm.tokenizer.bpe import AddedToken, Tokenizer
+from fastllm.tokenizer.bytelevel import bytes_to_token, token_to_bytes
+from fastllm.tokenizer.patterns import PATTERNS, pattern_name
+from fastllm.utils.errors import InputFormatError
+
+
+class TokenizerFormatError(InputFormatError):
+    """tokenizer.json is unreadable, malformed or describes a tokenizer we do not implement."""
+
+
+def _byte_level(use_regex: bool) -> dict[str, Any]:
+    return {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": use_regex}
+
+
+def to_json_dict(tok: Tokenizer) -> dict[str, Any]:
+    if tok.pattern == "gpt2":
+        pre_tokenizer = _byte_level(True)
+    else:
+        split = {"type": "Split", "pattern": {"Regex": PATTERNS[tok.pattern]}, "behavior": "Isolated",
+                 "invert": False}
+        pre_tokenizer = {"type": "Sequence", "pretokenizers": [split, _byte_level(False)]}
+    tokens = tok.tokens
+    vocab = {bytes_to_token(t): i for i, t in enumerate(tokens) if t is not None}
+    merges = [[bytes_to_token(tokens[a]), bytes_to_token(tokens[b])] for a, b in tok.merges]
+    added = [{"id": t.id, "content": t.content, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": t.special} for t in tok.added_tokens]
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                  "ignore_merges": tok.ignore_merges, "vocab": vocab, "merges": merges},
+    }
+
+
+def dump_tokenizer_json(tok: Tokenizer) -> str:
+    return json.dumps(to_json_dict(tok), ensure_ascii=False, indent=2) + "\n"
+
+
+def read_tokenizer_json(path: Path) -> Tokenizer:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TokenizerFormatError(f"{path}: tokenizer file not found") from None
+    except IsADirectoryError:
+        raise TokenizerFormatError(f"{path}: is a directory, expected a tokenizer.json file") from None
+    except UnicodeDecodeError as exc:
+        raise TokenizerFormatError(f"{path}: not UTF-8 text (byte {exc.start}); expected tokenizer.json") from None
+    except OSError as exc:
+        raise TokenizerFormatError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_tokenizer_json(text, str(path))
+
+
+def parse_tokenizer_json(text: str, where: str) -> Tokenizer:
+    if not text.strip():
+        raise TokenizerFormatError(f"{where}: empty file; expected tokenizer.json")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TokenizerFormatError(f"{where}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
+        raise TokenizerFormatError(f"{where}: no 'model' object; not a tokenizer.json file")
+    return _Reader(obj, where).tokenizer()
+
+
+class _Reader:
+    def __init__(self, obj: dict[str, Any], where: str) -> None:
+        self.obj, self.where = obj, where
+
+    def fail(self, field: str, problem: str) -> TokenizerFormatError:
+        return TokenizerFormatError(f"{self.where}: {field}: {problem}")
+
+    def tokenizer(self) -> Tokenizer:
+        model = self.obj["model"]
+        self.check_model_options(model)
+        self.check_normalizer()
+        pattern = self.pattern()
+        added = self.added_tokens()
+        tokens, by_string = self.vocab(model, {t.id: t for t in added})
+        merges = self.merges(model, by_string)
+        try:
+            return Tokenizer(tokens, merges, added, pattern=pattern, ignore_merges=bool(model.get("ignore_merges")))
+        except ValueError as exc:
+            raise self.fail("model", str(exc)) from None
+
+    def check_model_options(self, model: dict[str, Any]) -> None:
+        if model.get("type", "BPE") != "BPE":
+            raise self.fail("model.type", f"{model.get('type')!r} is not supported; fastllm reads BPE models")
+        unsupported = {"dropout": (None, 0, 0.0), "continuing_subword_prefix": (None, ""),
+                       "end_of_word_suffix": (None, ""), "byte_fallback": (None, False)}
+        for key, fine in unsupported.items():
+            if model.get(key) not in fine:
+                raise self.fail(f"model.{key}", f"{model.get(key)!r} is not supported for byte-level BPE")
+
+    def check_normalizer(self) -> None:
+        normalizer = self.obj.get("normalizer")
+        if normalizer is None:
+            return
+        if normalizer.get("type") == "Sequence" and not normalizer.get("normalizers"):
+            return
+        raise self.fail("normalizer", f"{normalizer.get('type')!r} is not supported; fastllm encodes raw text")
+
+    def pattern(self) -> str:
+        pre = self.obj.get("pre_tokenizer")
+        if not isinstance(pre, dict):
+            raise self.fail("pre_tokenizer", "missing; expected a byte-level pre-tokenizer")
+        if pre.get("type") == "ByteLevel":
+            self.check_byte_level(pre, "pre_tokenizer")
+            if not pre.get("use_regex", True):
+                raise self.fail("pre_tokenizer", "ByteLevel without use_regex (no split) is not supported")
+            return "gpt2"
+        steps = pre.get("pretokenizers") if pre.get("type") == "Sequence" else None
+        if not steps or len(steps) != 2 or steps[0].get("type") != "Split" or steps[1].get("type") != "ByteLevel":
+            raise self.fail("pre_tokenizer", f"{pre.get('type')!r} is not supported; expected ByteLevel or "
+                            "Sequence[Split(regex), ByteLevel]")
+        split, byte_level = steps
+        self.check_byte_level(byte_level, "pre_tokenizer.pretokenizers[1]")
+        regex = (split.get("pattern") or {}).get("Regex")
+        name = pattern_name(regex) if isinstance(regex, str) else None
+        if name is None or split.get("behavior") != "Isolated" or split.get("invert"):
+            raise self.fail("pre_tokenizer.pretokenizers[0]", f"split {regex!r} ({split.get('behavior')}) is not "
+                            "one of the supported patterns (LLaMA-3/cl100k, GPT-2)")
+        if byte_level.get("use_regex", True):
+            raise self.fail("pre_tokenizer.pretokenizers[1]", "ByteLevel use_regex=true after a Split is not supported")
+        return name
+
+    def check_byte_level(self, step: dict[str, Any], field: str) -> None:
+        if step.get("add_prefix_space"):
+            raise self.fail(field, "add_prefix_space=true is not supported")
+
+    def added_tokens(self) -> list[AddedToken]:
+        out, seen = [], set()
+        for i, entry in enumerate(self.obj.get("added_tokens") or []):
+            field = f"added_tokens[{i}]"
+            if not isinstance(entry, dict) or not isinstance(entry.get("content"), str) or not entry["content"]:
+                raise self.fail(field, "expected an object with a non-empty 'content'")
+            if not isinstance(entry.get("id"), int) or entry["id"] < 0:
+                raise self.fail(field, f"invalid id {entry.get('id')!r}")
+            for flag in ("single_word", "lstrip", "rstrip"):
+                if entry.get(flag):
+                    raise self.fail(field, f"{flag}=true ({entry['content']!r}) is not supported")
+            if entry["content"] in seen:
+                raise self.fail(field, f"duplicate added token {entry['content']!r}")
+            seen.add(entry["content"])
+            out.append(AddedToken(entry["content"], entry["id"], bool(entry.get("special", False))))
+        return out
+
+    def vocab(self, model: dict[str, Any], added: dict[int, AddedToken]) -> tuple[list[bytes | None], dict[str, int]]:
+        vocab = model.get("vocab")
+        if not isinstance(vocab, dict) or not vocab:
+            raise self.fail("model.vocab", "missing or empty")
+        ids = list(vocab.values())
+        if not all(isinstance(i, int) and i >= 0 for i in ids):
+            raise self.fail("model.vocab", "token ids must be non-negative integers")
+        if len(set(ids)) != len(ids):
+            raise self.fail("model.vocab", "two tokens share an id")
+        tokens: list[bytes | None] = [None] * (max(ids) + 1)
+        for string, i in vocab.items():
+            data = token_to_bytes(string)
+            if data is None or not data:
+                if i in added and added[i].content == string:
+                    continue  # a special token also listed in the model vocab (GPT-2's <|endoftext|>)
+                raise self.fail("model.vocab", f"token {string!r} (id {i}) is not byte-level; fastllm reads "
+                                "byte-level BPE (ByteLevel pre-tokenizer) only")
+            tokens[i] = data
+        return tokens, vocab
+
+    def merges(self, model: dict[str, Any], vocab: dict[str, int]) -> list[tuple[int, int]]:
+        merges = model.get("merges")
+        if not isinstance(merges, list):
+            raise self.fail("model.merges", "missing; expected a list")
+        out = []
+        for rank, merge in enumerate(merges):
+            if isinstance(merge, str):
+                parts = merge.split(" ")
+            elif isinstance(merge, list):
+                parts = merge
+            else:
+                parts = []
+            if len(parts) != 2 or not all(isinstance(p, str) for p in parts):
+                raise self.fail(f"model.merges[{rank}]", f"{merge!r} is not a pair of tokens")
+            left, right = vocab.get(parts[0]), vocab.get(parts[1])
+            if left is None or right is None:
+                missing = parts[0] if left is None else parts[1]
+                raise self.fail(f"model.merges[{rank}]", f"token {missing!r} is not in the vocabulary")
+            out.append((left, right))
+        return out
