@@ -18,6 +18,7 @@ from fastllm.utils.errors import FastLLMError
 # verb -> (module, one-line description). Add a verb by adding its module and a line here.
 VERBS: dict[str, tuple[str, str]] = {
     "info": ("fastllm.cli.info", "show what this build can do: extensions, CPU path, backends per op"),
+    "pretrain": ("fastllm.cli.pretrain", "pretrain a LLaMA-style model on token shards (torchrun for DDP/FSDP2)"),
 }
 
 GLOBAL_FLAGS = """global options:

@@ -1,0 +1,122 @@
+"""Training windows from memory-mapped token shards (the fastllm-shards-v1 format).
+
+The windows of optimizer step s are a pure function of (seed, s): step s draws `batch_size`
+window starts from a generator seeded with [seed, s], and process r of W takes rows
+[r * B/W, (r+1) * B/W) of them, in micro-batches. Nothing else is stateful, so resuming at step
+s (on the same or, for the data, any world size) replays exactly the same windows, and the
+union of windows per step does not depend on the number of processes.
+
+A window never crosses a shard boundary; inside a shard it may span documents (they are joined
+with eos_id), which is the standard way of packing pretraining data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastllm.utils.errors import InputFormatError
+
+SHARDS_FORMAT = "fastllm-shards-v1"
+
+
+@dataclass
+class Shards:
+    """An opened shard directory: per split, the token arrays (np.memmap) plus the index fields."""
+
+    path: Path
+    vocab_size: int
+    tokenizer_hash: str
+    eos_id: int | None
+    splits: dict[str, list[np.ndarray]]
+
+    def split(self, name: str) -> list[np.ndarray]:
+        return self.splits.get(name, [])
+
+    def num_tokens(self, name: str) -> int:
+        return sum(len(a) for a in self.split(name))
+
+
+def open_shards(path: str | Path) -> Shards:
+    """Opens a shard directory through fastllm.data's ShardSet when available, else its index.json."""
+    path = Path(path)
+    try:
+        from fastllm.data.shards import ShardSet
+    except ImportError:
+        return _read_index(path)
+    shard_set = ShardSet.open(path)
+    splits = {name: list(shard_set.split(name)) for name in ("train", "val")}
+    return Shards(path, int(shard_set.vocab_size), str(shard_set.tokenizer_hash), shard_set.eos_id, splits)
+
+
+def _read_index(path: Path) -> Shards:
+    index_path = path / "index.json"
+    if not index_path.is_file():
+        raise InputFormatError(f"{index_path}: missing; is {path} a token shard directory (fastllm prepare)?")
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        if index.get("format") != SHARDS_FORMAT:
+            raise InputFormatError(f"{index_path}: format is {index.get('format')!r}, expected {SHARDS_FORMAT!r}")
+        dtype = np.dtype({"uint16": "<u2", "uint32": "<u4"}[index["dtype"]])
+        splits = {name: [_memmap(path / entry["file"], dtype, int(entry["tokens"])) for entry in entries]
+                  for name, entries in index["splits"].items()}
+        return Shards(path, int(index["vocab_size"]), str(index["tokenizer_hash"]), index.get("eos_id"), splits)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputFormatError(f"{index_path}: not valid JSON ({exc})") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputFormatError(f"{index_path}: missing or malformed field {exc}") from None
+
+
+def _memmap(file: Path, dtype: np.dtype, tokens: int) -> np.ndarray:
+    if not file.is_file():
+        raise InputFormatError(f"{file}: shard listed in index.json is missing")
+    if file.stat().st_size != tokens * dtype.itemsize:
+        raise InputFormatError(f"{file}: {file.stat().st_size} bytes, index.json says {tokens} tokens "
+                               f"of {dtype.itemsize} bytes; the shard is truncated or corrupt")
+    if tokens == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(file, dtype=dtype, mode="r")
+
+
+class WindowSampler:
+    """Random (seq_len + 1)-token windows from a split, deterministic by (seed, step)."""
+
+    def __init__(self, arrays: list[np.ndarray], seq_len: int, *, seed: int, where: str):
+        self.arrays = [a for a in arrays if len(a) > seq_len]
+        self.seq_len = seq_len
+        self.seed = seed
+        starts = np.array([len(a) - seq_len for a in self.arrays], dtype=np.int64)  # valid starts per shard
+        self.cumulative = np.cumsum(starts)
+        if not self.arrays:
+            raise InputFormatError(f"{where}: no shard holds more than seq_len={seq_len} tokens; "
+                                   "prepare more data or lower data.seq_len")
+
+    def batch(self, step: int, global_batch: int, rows: slice) -> torch.Tensor:
+        """Rows `rows` of step `step`'s global batch: int64 (len(rows), seq_len + 1)."""
+        rng = np.random.Generator(np.random.PCG64([self.seed, step]))
+        picks = rng.integers(0, int(self.cumulative[-1]), size=global_batch)[rows]
+        shard_of = np.searchsorted(self.cumulative, picks, side="right")
+        out = np.empty((len(picks), self.seq_len + 1), dtype=np.int64)
+        for i, (pick, shard) in enumerate(zip(picks, shard_of)):
+            start = pick - (self.cumulative[shard - 1] if shard else 0)
+            out[i] = self.arrays[shard][start:start + self.seq_len + 1]
+        return torch.from_numpy(out)
+
+
+def eval_windows(arrays: list[np.ndarray], seq_len: int, max_tokens: int) -> torch.Tensor:
+    """Consecutive non-overlapping (seq_len + 1)-token windows from the start of each validation
+    shard, up to max_tokens predicted tokens: (N, seq_len + 1) int64, the same set every time."""
+    windows: list[np.ndarray] = []
+    limit = max(1, max_tokens // seq_len)
+    for array in arrays:
+        for start in range(0, len(array) - seq_len, seq_len):
+            if len(windows) == limit:
+                break
+            windows.append(np.asarray(array[start:start + seq_len + 1], dtype=np.int64))
+    if not windows:
+        return torch.empty(0, seq_len + 1, dtype=torch.long)
+    return torch.from_numpy(np.stack(windows))
