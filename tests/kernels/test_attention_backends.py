@@ -153,3 +153,30 @@ def test_gpu_triton_float32_is_exact_float32(seeded, shape):
 def test_gpu_auto_dispatch_prefers_compiled_kernels():
     q, k, v = _qkv((1, 2, 1, 3, 3, 64), torch.float16, device="cuda")
     assert choose_backend(q, k, v, None) in ("cuda", "triton")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("shape", [(1, 16, 1, 1, 4097, 64), (2, 32, 8, 1, 32768, 128), (3, 12, 3, 1, 77, 128)])
+def test_gpu_decode_kernel_long_caches_and_wide_groups(seeded, shape):
+    """T == 1 runs the split-KV kernel: many splits, GQA groups wider than one block's 8 heads."""
+    q, k, v = _qkv(shape, torch.bfloat16, device="cuda")
+    got = attention(q, k, v, causal=True, backend="cuda")
+    want32, _ = attention_ref(q.float(), k.float(), v.float(), causal=True)
+    lowp, _ = attention_ref(q, k, v, causal=True, upcast=False)
+    assert_within_flash_tolerance(f"decode {shape}", got, want32, lowp, eps=1e-3)
+
+
+@pytest.mark.cuda
+def test_gpu_cuda_refuses_float32_when_forced_and_auto_takes_triton():
+    q, k, v = _qkv((1, 2, 1, 3, 3, 64), torch.float32, device="cuda")
+    with pytest.raises(KernelInputError, match="backend cuda cannot run this call: the cuda kernels take float16"):
+        attention(q, k, v, backend="cuda")
+    assert choose_backend(q, k, v, None) in ("triton", "ref")
+
+
+@pytest.mark.cuda
+def test_gpu_cuda_lse_matches_reference(seeded):
+    q, k, v = _qkv((2, 4, 2, 130, 200, 128), torch.float16, device="cuda")
+    _, lse = torch.ops.fastllm.attention(q, k, v, True, 128 ** -0.5, "cuda")
+    _, want = attention_ref(q, k, v, causal=True)
+    torch.testing.assert_close(lse, want, rtol=1e-3, atol=1e-3)

@@ -111,6 +111,12 @@ def test_forced_backend_from_the_environment(monkeypatch, seeded):
         rope(q, k, cos, sin)
 
 
+def test_triton_interpreter_refuses_bfloat16_rather_than_rerouting():
+    q, k, cos, sin = _inputs(1, 2, 1, 1, 8, torch.bfloat16)
+    with pytest.raises(KernelInputError, match="bfloat16 is not supported in Triton's CPU interpreter"):
+        rope(q, k, cos, sin, backend="triton")
+
+
 def test_inplace_on_overlapping_memory_is_an_error():
     q = torch.randn(1, 2, 1, 8).expand(1, 2, 3, 8)
     k = torch.randn(1, 2, 1, 8)

@@ -13,5 +13,7 @@ dispatch.register("attention", "ref", "fastllm.kernels.attention.ref:attention_r
 dispatch.register("attention_backward", "ref", "fastllm.kernels.attention.ref:attention_ref_backward")
 dispatch.register("attention", "triton", "fastllm.kernels.attention.triton:attention_triton_forward")
 dispatch.register("attention_backward", "triton", "fastllm.kernels.attention.triton:attention_triton_backward")
+dispatch.register("attention", "cuda", "fastllm.kernels.attention.cuda:attention_cuda_forward")
+dispatch.register("attention_backward", "cuda", "fastllm.kernels.attention.cuda:attention_cuda_backward")
 
 __all__ = ["attention", "attention_ref"]

@@ -29,16 +29,24 @@ _LIMITED_BACKENDS = {"triton": "fastllm.kernels.attention.triton", "cuda": "fast
 
 
 def choose_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str | None) -> str:
-    """The backend for this call: dispatch.pick, then a shape check. A forced backend that cannot
-    take the shapes is an error; an automatic choice falls back to the reference."""
+    """The backend for this call: dispatch.pick, then a shape/dtype check. A forced backend that
+    cannot take the call is an error; an automatic choice moves down cuda -> triton -> ref."""
     name = dispatch.pick(OP, q.device, backend)
-    if name in _LIMITED_BACKENDS:
-        reason = importlib.import_module(_LIMITED_BACKENDS[name]).unsupported_reason(q, k, v)
-        if reason:
-            if backend or dispatch.forced_backend(OP):
-                fail(OP, f"backend {name} cannot run this call: {reason}")
-            return "ref"
-    return name
+    reason = _unsupported(name, q, k, v)
+    if reason is None:
+        return name
+    if backend or dispatch.forced_backend(OP):
+        fail(OP, f"backend {name} cannot run this call: {reason}")
+    if name == "cuda" and dispatch.unavailable_reason(OP, "triton", q.device) is None \
+            and _unsupported("triton", q, k, v) is None:
+        return "triton"
+    return "ref"
+
+
+def _unsupported(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str | None:
+    if name not in _LIMITED_BACKENDS:
+        return None
+    return importlib.import_module(_LIMITED_BACKENDS[name]).unsupported_reason(q, k, v)
 
 
 @torch.library.custom_op("fastllm::attention", mutates_args=())

@@ -11,5 +11,6 @@ from fastllm.kernels.rope.ref import rope_ref, rope_tables
 dispatch.register("rope", "ref", "fastllm.kernels.rope.ref:rope_ref_backend")
 dispatch.register("rope", "cpp", "fastllm.kernels.rope.cpp:rope_cpp")
 dispatch.register("rope", "triton", "fastllm.kernels.rope.triton:rope_triton")
+dispatch.register("rope", "cuda", "fastllm.kernels.rope.cuda:rope_cuda")
 
 __all__ = ["rope", "rope_ref", "rope_tables"]

@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from fastllm.kernels.rope.checks import fail
+
 
 @triton.jit
 def _rotate_heads(x_ptr, out_ptr, x_head_stride, out_head_stride, n_heads, half, c, s, offs_d, d_mask,
@@ -65,6 +67,9 @@ def _block_heads(n_heads: int, block_d: int) -> int:
 def rope_triton(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 positions: torch.Tensor | None, offset: int, inverse: bool,
                 inplace: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        fail("rope", "backend triton: bfloat16 is not supported in Triton's CPU interpreter (it rounds "
+                     "wrongly); use float32 or float16")
     batch, seq_len, q_heads, head_dim = q.shape
     q_out = q if inplace else torch.empty(q.shape, dtype=q.dtype, device=q.device)
     k_out = k if inplace else torch.empty(k.shape, dtype=k.dtype, device=k.device)

@@ -1,0 +1,77 @@
+"""The `cuda` attention backend: launchers over fastllm._C_cuda.attention.
+
+Forward: the tensor-core FlashAttention-2 kernel (csrc/cuda/attention.cu), or for one query per
+sequence (T == 1, generation with a KV cache) the split-KV decoding kernel
+(csrc/cuda/attention_decode.cu), whose partial softmaxes are merged on the GPU.
+Backward: the Triton FlashAttention-2 backward (triton_bwd.py); it reads the same lse layout.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fastllm import _ext
+from fastllm.kernels.attention.triton import attention_triton_backward
+
+HEAD_DIMS = (64, 128)
+DTYPE_CODES = {torch.float16: 1, torch.bfloat16: 2}
+MIN_KEYS_PER_SPLIT = 64
+BLOCKS_PER_SM = 4  # decode: enough blocks in flight to keep the memory system busy
+
+
+def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str | None:
+    """Why the CUDA kernels cannot take these tensors, or None."""
+    if q.dtype not in DTYPE_CODES:
+        return f"the cuda kernels take float16 or bfloat16, got {q.dtype} (the triton backend takes float32)"
+    if q.shape[-1] not in HEAD_DIMS:
+        return f"head dim {q.shape[-1]} is not supported by the cuda kernels (supported: {HEAD_DIMS})"
+    if torch.cuda.get_device_capability(q.device) < (8, 0):
+        return "the cuda kernels need tensor cores of compute capability 8.0 or newer"
+    if q.shape[0] * q.shape[1] > 65535:
+        return f"batch * heads = {q.shape[0] * q.shape[1]} exceeds 65535"
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if any(s % 8 for s in t.stride()[:3]) or t.data_ptr() % 16:
+            return f"{name}'s strides {t.stride()} or address are not 16-byte aligned; call .contiguous()"
+    return None
+
+
+def _strides(t: torch.Tensor) -> list[int]:
+    return [t.stride(0), t.stride(1), t.stride(2)]
+
+
+def decode_splits(batch: int, kv_heads: int, group: int, seq_k: int, device: torch.device) -> tuple[int, int]:
+    """(n_splits, keys_per_split) so the grid fills the GPU and no split is empty."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    blocks = batch * kv_heads * math.ceil(group / 8)
+    wanted = max(1, math.ceil(BLOCKS_PER_SM * sms / blocks))
+    n_splits = max(1, min(wanted, math.ceil(seq_k / MIN_KEYS_PER_SPLIT)))
+    keys_per_split = math.ceil(seq_k / n_splits)
+    return math.ceil(seq_k / keys_per_split), keys_per_split
+
+
+def attention_cuda_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                           scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    batch, heads, seq_q, head_dim = q.shape
+    kv_heads, seq_k = k.shape[1], k.shape[2]
+    out = torch.empty((batch, heads, seq_q, head_dim), dtype=q.dtype, device=q.device)
+    lse = torch.empty((batch, heads, seq_q), dtype=torch.float32, device=q.device)
+    module = _ext.cuda().attention
+    common = (DTYPE_CODES[q.dtype], q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), lse.data_ptr(),
+              _strides(q), _strides(k), _strides(v), _strides(out), batch, heads, kv_heads)
+    with torch.cuda.device(q.device):
+        stream = torch.cuda.current_stream(q.device).cuda_stream
+        if seq_q == 1:
+            n_splits, per_split = decode_splits(batch, kv_heads, heads // kv_heads, seq_k, q.device)
+            partial_out = torch.empty((n_splits, batch * heads, head_dim), dtype=torch.float32, device=q.device)
+            partial = torch.empty((2, n_splits, batch * heads), dtype=torch.float32, device=q.device)
+            module.decode(*common, seq_k, head_dim, scale, partial_out.data_ptr(), partial[0].data_ptr(),
+                          partial[1].data_ptr(), n_splits, per_split, stream)
+        else:
+            module.forward(*common, seq_q, seq_k, head_dim, scale, causal, stream)
+    return out, lse
+
+
+# The CUDA module has no backward kernel: the Triton one consumes the same (out, lse).
+attention_cuda_backward = attention_triton_backward
