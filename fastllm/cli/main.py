@@ -18,7 +18,10 @@ from fastllm.utils.errors import FastLLMError
 # verb -> (module, one-line description). Add a verb by adding its module and a line here.
 VERBS: dict[str, tuple[str, str]] = {
     "info": ("fastllm.cli.info", "show what this build can do: extensions, CPU path, backends per op"),
+    "prepare": ("fastllm.cli.prepare", "read, clean, dedup, redact, decontaminate, mix and shard a corpus"),
     "pretrain": ("fastllm.cli.pretrain", "pretrain a LLaMA-style model on token shards (torchrun for DDP/FSDP2)"),
+    "generate": ("fastllm.cli.generate", "sample text from a model directory or .gguf file (KV cache)"),
+    "eval": ("fastllm.cli.eval", "evaluate a model: perplexity and bits per byte"),
 }
 
 GLOBAL_FLAGS = """global options:

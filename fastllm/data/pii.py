@@ -110,17 +110,20 @@ def _card_issuer_ok(digits: str) -> bool:
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
                     r"[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])")
-_SECRETS = [
-    ("private_key", re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,}?"
-                               r"-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----")),
-    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")),
-    ("aws_key", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b")),
-    ("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{40,255})\b")),
-    ("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,72}\b")),
-    ("google_api_key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])")),
-    ("stripe_key", re.compile(r"\b[rsp]k_(?:live|test)_[0-9A-Za-z]{16,99}\b")),
-    ("openai_key", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,200}(?![A-Za-z0-9_-])")),
+_SECRETS = [  # (kind, substrings one of which must occur, pattern)
+    ("private_key", ("PRIVATE KEY",), re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,}?"
+                                                 r"-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----")),
+    ("jwt", ("eyJ",), re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")),
+    ("aws_key", ("AKIA", "ASIA", "AGPA", "AIDA", "AROA"),
+     re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b")),
+    ("github_token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+     re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{40,255})\b")),
+    ("slack_token", ("xox",), re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,72}\b")),
+    ("google_api_key", ("AIza",), re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])")),
+    ("stripe_key", ("k_live_", "k_test_"), re.compile(r"\b[rsp]k_(?:live|test)_[0-9A-Za-z]{16,99}\b")),
+    ("openai_key", ("sk-",), re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,200}(?![A-Za-z0-9_-])")),
 ]
+_SECRET_WORDS = ("key", "secret", "token", "passw")
 _ASSIGNED_SECRET = re.compile(r"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|"
                               r"password|passwd)\b[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_\-/+=.]{16,200})")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
@@ -146,13 +149,25 @@ def _digits(text: str) -> str:
 
 
 def _find_secrets(text: str) -> Iterable[Match]:
-    for kind, pattern in _SECRETS:
-        for m in pattern.finditer(text):
-            yield Match("SECRET", kind, m.start(), m.end())
-    for m in _ASSIGNED_SECRET.finditer(text):
-        value = m.group(1)
-        if len(set(value)) >= 10 and any(c.isdigit() for c in value) and any(c.isalpha() for c in value):
-            yield Match("SECRET", "assigned_secret", m.start(1), m.end(1))
+    for kind, hints, pattern in _SECRETS:
+        if any(h in text for h in hints):
+            for m in pattern.finditer(text):
+                yield Match("SECRET", kind, m.start(), m.end())
+    lowered = text.lower()
+    seen: set[int] = set()
+    for word in _SECRET_WORDS:
+        at = lowered.find(word)
+        while at >= 0:
+            # Only a keyword followed (within a few chars) by ':' or '=' can start an assignment.
+            if any(c in text[at:at + 24] for c in ":="):
+                a = max(0, at - 16)
+                for m in _ASSIGNED_SECRET.finditer(text[a:at + 240]):
+                    value = m.group(1)
+                    if (a + m.start(1) not in seen and len(set(value)) >= 10 and any(c.isdigit() for c in value)
+                            and any(c.isalpha() for c in value)):
+                        seen.add(a + m.start(1))
+                        yield Match("SECRET", "assigned_secret", a + m.start(1), a + m.end(1))
+            at = lowered.find(word, at + 1)
 
 
 def _find_emails(text: str) -> Iterable[Match]:
@@ -193,11 +208,17 @@ def _find_ids(text: str) -> Iterable[Match]:
         yield Match("ID_NUMBER", "pan", m.start(), m.end())
 
 
-def _find_ips(text: str) -> Iterable[Match]:
+def _find_ipv4(text: str) -> Iterable[Match]:
     if "." in text:
         for m in _IPV4.finditer(text):
             yield Match("IP", "ipv4", m.start(), m.end())
-    if "::" in text or text.count(":") >= 4:
+
+
+_IPV6_HINT = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]|::")
+
+
+def _find_ipv6(text: str) -> Iterable[Match]:
+    if ":" in text and _IPV6_HINT.search(text):
         for m in _IPV6.finditer(text):
             try:
                 ipaddress.IPv6Address(m.group(0).split("%")[0])
@@ -216,28 +237,41 @@ def _find_phones(text: str) -> Iterable[Match]:
             yield Match("PHONE", "phone_national", m.start(), m.end())
 
 
-_DETECTORS: list[tuple[str, Callable[[str], Iterable[Match]], bool]] = [
-    # (type, finder, needs a digit in the text)
-    ("SECRET", _find_secrets, False),
-    ("EMAIL", _find_emails, False),
-    ("IBAN", _find_ibans, True),
-    ("CREDIT_CARD", _find_cards, True),
-    ("ID_NUMBER", _find_ids, True),
-    ("IP", _find_ips, False),
-    ("PHONE", _find_phones, True),
-]
-PRIORITY = {t: i for i, (t, _, _) in enumerate(_DETECTORS)}
-_HAS_DIGIT = re.compile(r"\d")
+# Detectors that need text around digits run only in windows around digit runs: most text has
+# few, and Python's regex engine is slow when a pattern must be tried at every position.
+_TEXT_DETECTORS: list[tuple[str, Callable[[str], Iterable[Match]]]] = [
+    ("SECRET", _find_secrets), ("EMAIL", _find_emails), ("IP", _find_ipv6)]
+_DIGIT_DETECTORS: list[tuple[str, Callable[[str], Iterable[Match]]]] = [
+    ("IBAN", _find_ibans), ("CREDIT_CARD", _find_cards), ("ID_NUMBER", _find_ids), ("IP", _find_ipv4),
+    ("PHONE", _find_phones)]
+PRIORITY = {t: i for i, t in enumerate(("SECRET", "EMAIL", "IBAN", "CREDIT_CARD", "ID_NUMBER", "IP", "PHONE"))}
+_DIGIT_RUN = re.compile(r"\d[\d \-./()]{2,}\d")
+_WINDOW_MARGIN = 48
+
+
+def _digit_windows(text: str) -> list[tuple[int, int]]:
+    windows: list[tuple[int, int]] = []
+    for m in _DIGIT_RUN.finditer(text):
+        a, b = max(0, m.start() - _WINDOW_MARGIN), min(len(text), m.end() + _WINDOW_MARGIN)
+        if windows and a <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], b)
+        else:
+            windows.append((a, b))
+    return windows
 
 
 def detect(text: str, types: Iterable[str] = PII_TYPES) -> list[Match]:
     """Non-overlapping matches in text order; on overlap the higher-priority type wins."""
     wanted = set(types)
-    has_digit = _HAS_DIGIT.search(text) is not None
     found: list[Match] = []
-    for pii_type, finder, needs_digit in _DETECTORS:
-        if pii_type in wanted and (has_digit or not needs_digit):
+    for pii_type, finder in _TEXT_DETECTORS:
+        if pii_type in wanted:
             found.extend(finder(text))
+    digit_finders = [finder for pii_type, finder in _DIGIT_DETECTORS if pii_type in wanted]
+    for a, b in _digit_windows(text) if digit_finders else ():
+        window = text[a:b]
+        for finder in digit_finders:
+            found.extend(Match(m.type, m.kind, m.start + a, m.end + a) for m in finder(window))
     found.sort(key=lambda m: (PRIORITY[m.type], m.start, -(m.end - m.start)))
     chosen: list[Match] = []
     for m in found:
