@@ -88,3 +88,19 @@ def generate(model: Llama, prompt: torch.Tensor | list, max_new_tokens: int, *, 
     finally:
         model.train(was_training)
     return out
+
+
+def generate_text(model: Llama, tokenizer, prompt: str, max_new_tokens: int, *, num_samples: int = 1,
+                  temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95, seed: int | None = None) -> list[str]:
+    """Samples `num_samples` continuations of `prompt` (text in, text out). An empty prompt starts
+    from the beginning-of-text token, or the end-of-text separator the model was trained with."""
+    ids = tokenizer.encode(prompt, allowed_special="all") if prompt else []
+    if not ids:
+        start = model.config.bos_id if model.config.bos_id is not None else model.config.eos_id
+        if start is None:
+            raise ValueError("an empty prompt needs a bos or eos token in the model config; give a prompt")
+        ids = [start]
+    rows = generate(model, [ids] * num_samples, max_new_tokens, temperature=temperature, top_k=top_k,
+                    top_p=top_p, eos_id=model.config.eos_id, seed=seed)
+    eos = model.config.eos_id
+    return [tokenizer.decode([t for t in row if t != eos]) for row in rows]

@@ -178,3 +178,18 @@ def _tokenizer_config(tokenizer_json: Path, config: ModelConfig) -> dict[str, An
     if config.eos_id in names:
         out["eos_token"] = names[config.eos_id]
     return out
+
+
+def load_tokenizer(model_path: str | Path, tokenizer: str | Path | None = None):
+    """The fastllm Tokenizer for a model: `tokenizer` (a tokenizer.json or a directory holding one)
+    if given, else the tokenizer.json inside the model directory."""
+    from fastllm.tokenizer import Tokenizer
+
+    model_path = Path(model_path)
+    candidate = Path(tokenizer) if tokenizer is not None else (model_path if model_path.is_dir() else None)
+    if candidate is not None and candidate.is_dir():
+        candidate = candidate / "tokenizer.json"
+    if candidate is None or not candidate.is_file():
+        hint = "pass --tokenizer path/to/tokenizer.json" if model_path.suffix == ".gguf" or tokenizer is None else ""
+        raise InputFormatError(f"{candidate or model_path}: no tokenizer.json found; {hint or 'check the path'}")
+    return Tokenizer.from_file(candidate)

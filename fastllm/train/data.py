@@ -49,7 +49,7 @@ def open_shards(path: str | Path) -> Shards:
     except ImportError:
         return _read_index(path)
     shard_set = ShardSet.open(path)
-    splits = {name: list(shard_set.split(name)) for name in ("train", "val")}
+    splits = {name: list(shard_set.split(name)) for name in shard_set.splits()}
     return Shards(path, int(shard_set.vocab_size), str(shard_set.tokenizer_hash), shard_set.eos_id, splits)
 
 

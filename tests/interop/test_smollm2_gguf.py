@@ -56,3 +56,36 @@ def test_logits_equal_transformers(models):
     assert a.shape == b.shape == (1, ids.shape[1], 49152)
     torch.testing.assert_close(a, b, atol=2e-4, rtol=0)
     assert torch.equal(a[0, -1].topk(5).indices, b[0, -1].topk(5).indices)
+
+
+def _transformers_protocol_perplexity(model, ids: torch.Tensor, window: int, stride: int) -> float:
+    """The HF perplexity guide's loop, with transformers' own label loss, counting exactly the
+    tokens each window scores."""
+    nll_sum, count, previous_end = 0.0, 0, 0
+    for begin in range(0, ids.shape[1], stride):
+        end = min(begin + window, ids.shape[1])
+        scored = end - max(previous_end, begin + 1)
+        inputs = ids[:, begin:end]
+        labels = inputs.clone()
+        labels[:, : inputs.shape[1] - scored] = -100
+        with torch.no_grad():
+            loss = model(inputs, labels=labels).loss
+        nll_sum += loss.item() * scored
+        count += scored
+        previous_end = end
+        if end == ids.shape[1]:
+            break
+    return float(torch.exp(torch.tensor(nll_sum / count)))
+
+
+@pytest.mark.parametrize("window, stride", [(48, 48), (48, 16)])
+def test_perplexity_equals_transformers_protocol(models, window, stride):
+    from fastllm.eval.perplexity import stream_perplexity
+
+    ours, theirs, tokenizer = models
+    ids = tokenizer(TEXT, return_tensors="pt").input_ids  # ~50 tokens
+    result = stream_perplexity(ours, [ids[0]], window=window, stride=stride, show_progress=False)
+    expected = _transformers_protocol_perplexity(theirs, ids, window, stride)
+    assert result.tokens == ids.shape[1] - 1 - (ids.shape[1] - 2) // window * (stride == window)
+    assert result.perplexity == pytest.approx(expected, rel=1e-3)
+    assert 1.5 < result.perplexity < 60  # a real model on the Bible's first verses
