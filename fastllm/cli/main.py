@@ -22,8 +22,6 @@ VERBS: dict[str, tuple[str, str]] = {
     "pretrain": ("fastllm.cli.pretrain", "pretrain a LLaMA-style model on token shards (torchrun for DDP/FSDP2)"),
     "generate": ("fastllm.cli.generate", "sample text from a model directory or .gguf file (KV cache)"),
     "eval": ("fastllm.cli.eval", "evaluate a model: perplexity and bits per byte"),
-    "generate": ("fastllm.cli.generate", "sample text from a model directory or .gguf file (KV cache)"),
-    "eval": ("fastllm.cli.eval", "evaluate a model: perplexity and bits per byte"),
 }
 
 GLOBAL_FLAGS = """global options:
