@@ -20,6 +20,7 @@ NATIVE_SOURCES := $(shell find csrc -type f) CMakeLists.txt
 demo: $(VENV)/.built
 	$(VENV)/bin/fastllm --help
 	$(VENV)/bin/fastllm info
+	$(VENV)/bin/fastllm demo
 
 test: $(VENV)/.built
 	$(PY) -m pytest $(PYTEST_ARGS)

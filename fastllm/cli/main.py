@@ -18,6 +18,7 @@ from fastllm.utils.errors import FastLLMError
 # verb -> (module, one-line description). Add a verb by adding its module and a line here.
 VERBS: dict[str, tuple[str, str]] = {
     "info": ("fastllm.cli.info", "show what this build can do: extensions, CPU path, backends per op"),
+    "demo": ("fastllm.cli.demo", "kernel demo: GGML Q4_0/Q8_0 Linear checked and timed against torch"),
     "prepare": ("fastllm.cli.prepare", "read, clean, dedup, redact, decontaminate, mix and shard a corpus"),
     "pretrain": ("fastllm.cli.pretrain", "pretrain a LLaMA-style model on token shards (torchrun for DDP/FSDP2)"),
     "generate": ("fastllm.cli.generate", "sample text from a model directory or .gguf file (KV cache)"),
