@@ -1,0 +1,198 @@
+"""End to end on real text (Shakespeare + KJV) with injected duplicates, near duplicates, PII,
+contamination and broken records, each caught; accounting identity; mixing shares; determinism
+across worker counts and executors; resume, skip and invalidation."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastllm.cli.config_io import build
+from fastllm.data.config import PrepareConfig
+from fastllm.data.pipeline import prepare
+from fastllm.data.quality import QualityConfig, QualityFilter
+from fastllm.data.shards import ShardSet
+from tests.data.corpus import kjv_paragraphs, play_files
+
+EMAILS = [f"reader{i}@example.org" for i in range(4)]
+CARD = "4111 1111 1111 1111"
+
+
+QUALITY = {"min_words": 20, "max_top_ngram": {}, "max_dup_lines": None, "max_dup_line_chars": None}
+
+
+def _corpus(root: Path) -> dict[str, Path]:
+    (root / "plays").mkdir(parents=True)
+    for play in play_files()[:4]:
+        shutil.copy(play, root / "plays" / play.name)
+    candidates = [p for p in kjv_paragraphs(700) if 60 <= len(p.split()) <= 400]
+    reasons = QualityFilter(QualityConfig(**QUALITY)).reasons(candidates)
+    paragraphs = [p for p, r in zip(candidates, reasons) if r is None][:260]  # injections must pass quality
+    docs = list(paragraphs)
+    docs += paragraphs[:6]                                                       # exact duplicates
+    for p in [p for p in paragraphs[40:] if len(p.split()) >= 150][:6]:           # near duplicates
+        words = p.split()
+        words[len(words) // 2] = "behold"
+        docs.append(" ".join(words))
+    for i, email in enumerate(EMAILS):                                           # PII
+        docs[20 + i] = docs[20 + i] + f" Write to {email} or pay with card {CARD}."
+    eval_texts = paragraphs[30:33]                                               # contamination
+    lines = [json.dumps({"text": d, "id": f"kjv{i}"}) for i, d in enumerate(docs)]
+    lines.insert(50, '{"text": "a broken record')                                # quarantine
+    with gzip.open(root / "kjv.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    (root / "eval.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in eval_texts))
+    return {"eval_texts": eval_texts, "paragraphs": paragraphs}
+
+
+def _config(root: Path, out: Path, **overrides) -> PrepareConfig:
+    data = {
+        "out_dir": str(out), "workers": 1, "seed": 7,
+        "sources": [{"name": "shakespeare", "paths": [str(root / "plays")], "format": "txt", "txt_mode": "block",
+                     "weight": 0.5},
+                    {"name": "kjv", "paths": [str(root / "kjv.jsonl.gz")], "id_field": "id", "weight": 0.5}],
+        "quality": dict(QUALITY),
+        "decontam": {"eval_sets": {"kjv_eval": str(root / "eval.jsonl")}},
+        "split": {"val_fraction": 0.1}, "task_bytes": 150_000, "tokenizer": {"path": str(root / "tok.json")},
+    }
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if name:
+            data.setdefault(section, {})[name] = value
+        else:
+            data[key] = value
+    return build(PrepareConfig, data, "test")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from fastllm.tokenizer import train_bpe
+
+    root = tmp_path_factory.mktemp("corpus")
+    info = _corpus(root)
+    text = "\n\n".join(info["paragraphs"][:120])
+    train_bpe([text], 512, special_tokens=("<|begin_of_text|>", "<|end_of_text|>")).save(root / "tok.json")
+    return root, info
+
+
+@pytest.fixture(scope="module")
+def e2e(corpus, tmp_path_factory):
+    root, info = corpus
+    out = tmp_path_factory.mktemp("e2e") / "data"
+    prepare(_config(root, out))
+    return out, json.loads((out / "stats.json").read_text()), info
+
+
+def _drops(stats, stage, source):
+    return {k: v["docs"] for k, v in stats["stages"][stage]["sources"][source]["dropped"].items()}
+
+
+def _all_text(out: Path) -> str:
+    from fastllm.tokenizer import Tokenizer
+
+    tok, shards = Tokenizer.from_file(out / "tokenizer.json"), ShardSet.open(out)
+    return "".join(tok.decode(t.tolist()) for split in ("train", "val") for t in shards.split(split))
+
+
+def test_injected_problems_are_caught(e2e):
+    out, stats, info = e2e
+    assert stats["identity_ok"], stats["identity_errors"]
+    dedup = _drops(stats, "dedup", "kjv")
+    assert dedup["exact_duplicate"] >= 6 and dedup["near_duplicate"] >= 6
+    assert stats["stages"]["decontam"]["extra"]["docs_matched_per_eval_set"] == {"kjv_eval": 3}
+    assert _drops(stats, "decontam", "kjv") == {"contaminated": 3}
+    assert stats["stages"]["pii"]["extra"]["redactions:kjv"] == {"EMAIL": 4, "CREDIT_CARD": 4}
+    assert _drops(stats, "read", "kjv") == {"quarantined:invalid_json": 1}
+    quarantine = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
+    assert quarantine[0]["reason"] == "invalid_json" and quarantine[0]["location"] == "line 51"
+    text = _all_text(out)
+    assert not any(e in text for e in EMAILS) and CARD not in text and "<EMAIL>" in text
+    assert not any(t[:200] in text for t in info["eval_texts"])
+    assert "too_few_words" in _drops(stats, "quality", "shakespeare")
+    assert "report.md" in {p.name for p in out.iterdir()} and "exact" in (out / "report.md").read_text()
+
+
+def test_accounting_identity_per_stage(e2e):
+    _, stats, _ = e2e
+    chain = ["read", "normalize", "quality", "blocklist", "decontam", "pii", "dedup"]
+    for source in ("kjv", "shakespeare"):
+        for a, b in zip(chain, chain[1:]):
+            assert stats["stages"][a]["sources"][source]["docs_out"] == stats["stages"][b]["sources"][source]["docs_in"]
+        for stage in chain:
+            s = stats["stages"][stage]["sources"][source]
+            assert s["docs_in"] == s["docs_out"] + sum(d["docs"] for d in s["dropped"].values())
+
+
+def test_mixing_shares_and_split(e2e):
+    out, stats, _ = e2e
+    for m in stats["mix"].values():
+        assert abs(m["train_share"] - 0.5) < 0.03, stats["mix"]
+    shards = ShardSet.open(out)
+    assert shards.num_tokens("val") > 0 and shards.num_tokens("train") > 10 * shards.num_tokens("val") / 2
+    assert set(shards.tokens_per_source) == {"kjv", "shakespeare"}
+
+
+def _shard_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*")) if p.suffix in (".bin", ".npy", ".json")
+            and p.name != "stats.json"}
+
+
+@pytest.mark.slow
+def test_same_result_with_two_worker_processes(corpus, e2e, tmp_path):
+    root, _ = corpus
+    out = tmp_path / "data"
+    prepare(_config(root, out, workers=2, threads=1))
+    assert _shard_bytes(out) == _shard_bytes(e2e[0])
+    keep = lambda d: sorted((d / "work" / "dedup").glob("*.keep.npy"))
+    assert all(np.array_equal(np.load(a), np.load(b)) for a, b in zip(keep(out), keep(e2e[0])))
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_identical_shards(corpus, e2e, tmp_path):
+    pytest.importorskip("ray", reason="Ray is optional (pip install 'fastllm[ray]')")
+    root, _ = corpus
+    out = tmp_path / "data"
+    prepare(_config(root, out, executor="ray", workers=2, threads=1))
+    assert _shard_bytes(out) == _shard_bytes(e2e[0])
+
+
+def test_resume_skips_done_work_redoes_partial_and_changed(corpus, tmp_path):
+    root, _ = corpus
+    out = tmp_path / "data"
+    config = _config(root, out, **{"decontam.eval_sets": {}})
+    prepare(config)
+    reference = _shard_bytes(out)
+    clean = out / "work" / "clean"
+    parts = sorted(clean.glob("part-*.parquet"))
+    assert len(parts) >= 3
+    stamps = {p: p.stat().st_mtime_ns for p in parts}
+    prepare(config)  # everything done: nothing is recomputed
+    assert {p: p.stat().st_mtime_ns for p in parts} == stamps
+    # A crash in the middle of the clean stage: one part's marker and the stage marker are missing.
+    (clean / "_DONE.json").unlink()
+    (clean / f"{parts[1].stem}.done.json").unlink()
+    prepare(config)
+    assert [p for p in parts if p.stat().st_mtime_ns != stamps[p]] == [parts[1]]
+    assert _shard_bytes(out) == reference
+    # A changed setting invalidates its stage and everything after it.
+    prepare(_config(root, out, **{"decontam.eval_sets": {}, "quality.min_words": 40}))
+    assert all(p.stat().st_mtime_ns != stamps[p] for p in parts if p.exists())
+    assert _shard_bytes(out) != reference
+
+
+def test_config_errors_are_one_line(tmp_path):
+    from fastllm.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown key 'qualty'"):
+        build(PrepareConfig, {"qualty": {}, "sources": []}, "x.yaml")
+    with pytest.raises(ConfigError, match="no sources"):
+        build(PrepareConfig, {}, "x.yaml")
+    config = build(PrepareConfig, {"sources": [{"name": "a", "paths": [str(tmp_path / "nope.txt")]}],
+                                   "out_dir": str(tmp_path / "o"), "tokenizer": {"path": "t.json"}}, "x.yaml")
+    with pytest.raises(ConfigError, match="nope.txt: no such file"):
+        prepare(config)
