@@ -83,7 +83,7 @@ void WordCounter::prune_if_full(int n_threads) {
     for (int64_t c = 0; c <= kHistogramSize; ++c) histogram[c] += h[c];
   int64_t kept = static_cast<int64_t>(num_words());
   int64_t threshold = 0;
-  while (threshold < kHistogramSize && kept > static_cast<int64_t>(max_words_ / 2)) kept -= histogram[++threshold];
+  while (threshold < kHistogramSize && kept > static_cast<int64_t>(max_words_)) kept -= histogram[++threshold];
   parallel_for(kShards, n_threads, [&](int64_t s) { shards_[s].prune(threshold); });
   ++prunes_;
   prune_threshold_ = std::max(prune_threshold_, threshold);
@@ -115,6 +115,10 @@ std::vector<WordCountMap> WordCounter::take_shards() {
 // ---------------------------------------------------------------------------------------------
 BpeTrainer::BpeTrainer(WordCounter& counter, int64_t min_frequency)
     : min_frequency_(std::max<int64_t>(min_frequency, 1)) {
+  uint32_t next = 0;
+  for (int printable = 1; printable >= 0; --printable)
+    for (uint32_t b = 0; b < 256; ++b)
+      if (((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) == (printable == 1)) byte_order_[b] = next++;
   std::vector<WordCountMap> shards = counter.take_shards();
   size_t n_words = 0, n_symbols = 0;
   for (const auto& shard : shards)
@@ -142,7 +146,7 @@ BpeTrainer::BpeTrainer(WordCounter& counter, int64_t min_frequency)
   touched_ = std::vector<uint32_t>();
   std::fill(pair_pushed_.begin(), pair_pushed_.end(), 0);
   heap_.reserve(pair_count_.size());
-  for (uint32_t p = 0; p < pair_count_.size(); ++p) heap_.push_back(HeapEntry{pair_count_[p], pair_key_[p]});
+  for (uint32_t p = 0; p < pair_count_.size(); ++p) heap_.push_back(entry(p));
   std::make_heap(heap_.begin(), heap_.end());
 }
 
@@ -195,9 +199,16 @@ void BpeTrainer::apply_merge(uint32_t word, uint32_t a, uint32_t b, uint32_t mer
   word_len_[word] = out;
 }
 
+BpeTrainer::HeapEntry BpeTrainer::entry(uint32_t pair) const {
+  const uint64_t key = pair_key_[pair];
+  const uint32_t a = static_cast<uint32_t>(key >> 32), b = static_cast<uint32_t>(key);
+  const uint64_t order_a = a < 256 ? byte_order_[a] : a, order_b = b < 256 ? byte_order_[b] : b;
+  return HeapEntry{pair_count_[pair], (order_a << 32) | order_b, key};
+}
+
 void BpeTrainer::push(uint32_t pair) {
   if (pair_count_[pair] <= 0) return;
-  heap_.push_back(HeapEntry{pair_count_[pair], pair_key_[pair]});
+  heap_.push_back(entry(pair));
   std::push_heap(heap_.begin(), heap_.end());
 }
 

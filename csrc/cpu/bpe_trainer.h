@@ -6,7 +6,7 @@
 // then shard s of every worker is merged into the global shard s, shards in parallel. Special
 // tokens are cut out of the text first and never counted.
 // Memory cap: when the table holds more than `max_words` distinct words after a batch, every
-// word whose count is <= t is dropped, with the smallest t that leaves at most max_words / 2
+// word whose count is <= t is dropped, with the smallest t that leaves at most max_words
 // (lossy counting: frequent words keep their counts; a rare word seen again restarts at 0).
 // Until the first prune the counts are exact. Batches are cut by Python by size, independent
 // of the thread count, so the result never depends on the number of threads.
@@ -17,8 +17,11 @@
 // (prev,a)->(prev,new) and (b,next)->(new,next), and pushes the new pairs onto the heap.
 // Heap entries may be stale (counts only fall for old pairs); a popped entry whose count no
 // longer matches is pushed back with its current count.
-// Tie-breaking (documented, deterministic): the highest count wins; among equal counts, the pair
-// with the smallest (left id, right id).
+// Tie-breaking (documented, deterministic): the highest count wins; among equal counts, the
+// smallest (left, right) in HF BpeTrainer's token order: byte tokens ordered by their byte-level
+// character (GPT-2's byte-to-unicode map: printable bytes first, in byte order, then the others),
+// merged tokens by creation, after all bytes. On the same word counts this picks exactly the
+// merges `tokenizers` picks, so the two trainers agree merge for merge.
 #pragma once
 
 #include <cstdint>
@@ -83,11 +86,13 @@ class BpeTrainer {
  private:
   struct HeapEntry {
     int64_t count;
+    uint64_t order;  // tie-break: (order(left) << 32 | order(right)), smaller wins
     uint64_t key;
-    bool operator<(const HeapEntry& o) const {  // max-heap: higher count, then smaller key
-      return count != o.count ? count < o.count : key > o.key;
+    bool operator<(const HeapEntry& o) const {  // max-heap: higher count, then smaller order
+      return count != o.count ? count < o.count : order > o.order;
     }
   };
+  HeapEntry entry(uint32_t pair) const;
   uint32_t pair_index(uint64_t key);
   void add_pair(uint64_t key, int64_t delta, uint32_t word);
   void apply_merge(uint32_t word, uint32_t a, uint32_t b, uint32_t merged);
@@ -108,6 +113,7 @@ class BpeTrainer {
   std::vector<uint64_t> pair_pushed_;  // step at which the pair was last pushed (dedups pushes)
   std::vector<HeapEntry> heap_;
   std::vector<uint32_t> touched_;      // pairs created or grown by the current merge
+  uint32_t byte_order_[256];           // rank of each byte token in HF's (byte-level character) order
 };
 
 }  // namespace bpe

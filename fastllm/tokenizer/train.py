@@ -2,8 +2,8 @@
 
 Inputs. `files_or_texts` is one item or an iterable of items (a generator is consumed lazily):
 a `pathlib.Path` is a file, directory (every file under it) or glob; a `str` is a path/glob when
-it names an existing path or contains no white space, and a document's text otherwise; `bytes`
-are UTF-8 text. A path that matches nothing is an error.
+it names an existing path, or has no white space and looks like a path (a '/', a glob character or
+a file extension), and a document's text otherwise; `bytes` are UTF-8 text. A path that matches nothing is an error.
 
 Pass 1 (count) streams the corpus: files are read in ~1 MiB pieces cut where no pre-token can
 span the cut (see bpe::is_safe_cut), pieces and texts are grouped into ~16 MiB batches (by size,
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -136,7 +137,7 @@ def _check_options(vocab_size, min_frequency, special_tokens, pattern, max_words
 # Pass 1: counting
 # ---------------------------------------------------------------------------------------------
 def _count(counter, files_or_texts, threads: int, errors: str, stats: TrainStats) -> None:
-    if isinstance(files_or_texts, str | bytes | os.PathLike):
+    if isinstance(files_or_texts, str | bytes | os.PathLike) or not isinstance(files_or_texts, Iterable):
         files_or_texts = [files_or_texts]
     total = None
     if isinstance(files_or_texts, list | tuple):  # resolve up front: missing files fail early
@@ -173,9 +174,15 @@ def _resolve(item) -> list[Path] | str:
         return _expand(os.fspath(item))
     if not isinstance(item, str):
         raise ConfigError(f"input: {type(item).__name__} is neither a path nor a text")
-    if os.path.exists(item) or (item and len(item) < 4096 and not any(c.isspace() for c in item)):
+    if os.path.exists(item) or _looks_like_path(item):
         return _expand(item)
     return item
+
+
+def _looks_like_path(item: str) -> bool:
+    if not item or len(item) > 4096 or any(c.isspace() for c in item):
+        return False
+    return any(c in item for c in "/\\*?[") or re.search(r"\.[A-Za-z0-9]{1,8}$", item) is not None
 
 
 def _expand(pattern: str) -> list[Path]:

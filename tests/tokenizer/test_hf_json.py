@@ -1,0 +1,94 @@
+"""tokenizer.json: our round trip, canonical hash, and one-line errors for bad or unsupported files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tok_corpus import MULTILINGUAL
+
+from fastllm.tokenizer import Tokenizer
+from fastllm.tokenizer.hf_json import TokenizerFormatError
+
+
+def test_save_load_round_trip_keeps_everything(ours_llama3, ours_gpt2, tmp_path):
+    for tok in (ours_llama3, ours_gpt2):
+        path = tok.save(tmp_path)  # a directory gets tokenizer.json
+        assert path.name == "tokenizer.json"
+        back = Tokenizer.from_file(path)
+        assert back.hash() == tok.hash() and back.to_json_str() == path.read_text(encoding="utf-8")
+        assert (back.pattern, back.merges, back.special_tokens) == (tok.pattern, tok.merges, tok.special_tokens)
+        assert back.encode_batch(MULTILINGUAL) == tok.encode_batch(MULTILINGUAL)
+    assert ours_llama3.hash() != ours_gpt2.hash()
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temporary behind
+
+
+def edited(tok: Tokenizer, edit) -> str:
+    obj = json.loads(tok.to_json_str())
+    edit(obj)
+    return json.dumps(obj)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda o: o.update(normalizer={"type": "NFC"}), "normalizer: 'NFC' is not supported"),
+    (lambda o: o["model"].update(dropout=0.1), "model.dropout"),
+    (lambda o: o["model"].update(type="WordPiece"), "model.type"),
+    (lambda o: o["model"].update(continuing_subword_prefix="##"), "continuing_subword_prefix"),
+    (lambda o: o["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex=r"\w+"), "not one of the supported"),
+    (lambda o: o["pre_tokenizer"]["pretokenizers"][1].update(add_prefix_space=True), "add_prefix_space"),
+    (lambda o: o.update(pre_tokenizer={"type": "Whitespace"}), "'Whitespace' is not supported"),
+    (lambda o: o["added_tokens"][0].update(lstrip=True), "lstrip=true"),
+    (lambda o: o["model"]["merges"].append(["Ġthe", "nonexistent"]), "'nonexistent' is not in the vocabulary"),
+    (lambda o: o["model"]["merges"].append("only-one-part"), "is not a pair of tokens"),
+    (lambda o: o["model"]["vocab"].update({"中文": 99999}), "is not byte-level"),
+    (lambda o: o["model"]["vocab"].update({"Ġzzzq": 5}), "two tokens share an id"),
+    (lambda o: o["model"].update(vocab={}), "model.vocab: missing or empty"),
+    (lambda o: o["added_tokens"][0].update(id=3), "belongs to another token"),
+])
+def test_unsupported_or_inconsistent_files_are_refused(ours_llama3, tmp_path, edit, message):
+    path = tmp_path / "tokenizer.json"
+    path.write_text(edited(ours_llama3, edit), encoding="utf-8")
+    with pytest.raises(TokenizerFormatError, match=message) as info:
+        Tokenizer.from_file(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"{not json", "invalid JSON at line 1"),
+    (b'{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []', "invalid JSON"),
+    (b"[1, 2, 3]", "no 'model' object"),
+    (b"\xff\xfe\x00garbage", "not UTF-8"),
+    (b'{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}', "pre_tokenizer: missing"),
+])
+def test_corrupt_files_give_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "tokenizer.json"
+    path.write_bytes(content)
+    with pytest.raises(TokenizerFormatError, match=message) as info:
+        Tokenizer.from_file(path)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_file_is_refused(ours_llama3, tmp_path):
+    path = tmp_path / "tokenizer.json"
+    path.write_text(ours_llama3.to_json_str()[:5000], encoding="utf-8")
+    with pytest.raises(TokenizerFormatError, match="invalid JSON"):
+        Tokenizer.from_file(path)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(TokenizerFormatError, match="not found"):
+        Tokenizer.from_file(tmp_path / "nope.json")
+    with pytest.raises(TokenizerFormatError, match="is a directory"):
+        Tokenizer.from_file(tmp_path)
+
+
+def test_legacy_string_merges_and_cl100k_spelling_are_read(ours_llama3, tmp_path):
+    def legacy(o):
+        o["model"]["merges"] = [" ".join(m) for m in o["model"]["merges"]]
+        o["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = (
+            r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+            r"|\s+(?!\S)|\s+")
+
+    tok = Tokenizer.from_json_str(edited(ours_llama3, legacy))
+    assert tok.hash() == ours_llama3.hash()
