@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "info": ("fastllm.cli.info", "show what this build can do: extensions, CPU path, backends per op"),
     "demo": ("fastllm.cli.demo", "kernel demo: GGML Q4_0/Q8_0 Linear checked and timed against torch"),
     "prepare": ("fastllm.cli.prepare", "read, clean, dedup, redact, decontaminate, mix and shard a corpus"),
+    "tokenizer": ("fastllm.cli.tokenizer", "train, encode, decode, inspect and export byte-level BPE tokenizers"),
     "pretrain": ("fastllm.cli.pretrain", "pretrain a LLaMA-style model on token shards (torchrun for DDP/FSDP2)"),
     "generate": ("fastllm.cli.generate", "sample text from a model directory or .gguf file (KV cache)"),
     "eval": ("fastllm.cli.eval", "evaluate a model: perplexity and bits per byte"),
