@@ -6,7 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from fastllm.kernels import attention
-from fastllm.kernels.attention.ref import attention_ref, attention_ref_backward
+from fastllm.kernels.attention.ref import (
+    attention_ref,
+    attention_ref_backward,
+    attention_ref_forward,
+    attention_ref_grads,
+)
 from fastllm.kernels.rope.checks import KernelInputError
 
 
@@ -72,6 +77,23 @@ def test_gradient_through_lse(seeded):
     ours = attention_ref_backward(grad_out, q, k, v, out, lse, grad_lse, True, 0.25)
     for a, b in zip(ours, expected):
         torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, causal", [((2, 4, 2, 7, 7), True), ((1, 8, 1, 3, 11), True),
+                                           ((2, 4, 4, 5, 9), False)])
+def test_cpu_backend_matches_the_formulas(seeded, shape, causal):
+    """The ref backend's fused CPU path (sdpa_cpu.py) equals attention_ref and its gradients."""
+    batch, heads, kv_heads, seq_q, seq_k = shape
+    qkv = torch.randn(batch, seq_q, heads, 16).transpose(1, 2)  # strided, like the model's views
+    q, (k, v) = qkv, _qkv(batch, heads, kv_heads, seq_q, seq_k)[1:]
+    out, lse = attention_ref_forward(q, k, v, causal, 0.3)
+    want_out, want_lse = attention_ref(q, k, v, causal, 0.3)
+    torch.testing.assert_close((out, lse), (want_out, want_lse), rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(out)
+    got = attention_ref_backward(grad, q, k, v, out, lse, None, causal, 0.3)
+    want = attention_ref_grads(grad, q, k, v, None, causal, 0.3)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_registered_as_torch_ops():

@@ -6,7 +6,8 @@ Two dispatcher ops, one convention per direction (arguments validated by `attent
     "attention_backward":  impl(grad_out, q, k, v, out, lse, grad_lse, causal, scale) -> (dq, dk, dv)
 
 q (B, H, T, D), k, v (B, Hkv, S, D) with contiguous last dims (other strides free), same dtype
-and device; out (B, H, T, D) contiguous in q's dtype; lse (B, H, T) float32 contiguous. The
+and device; out (B, H, T, D) contiguous in q's dtype; lse (B, H, T) float32 contiguous; the
+gradients contiguous in the shapes and dtypes of q, k, v. The
 backward runs on the backend the forward picked, so a forced backend stays forced.
 
 fastllm::attention returns (out, lse) because the backward needs lse; `attention()` hands out
@@ -73,7 +74,7 @@ def attention_backward_op(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tens
 
 @attention_backward_op.register_fake
 def _attention_backward_fake(grad_out, q, k, v, out, lse, grad_lse, causal, scale, backend):
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    return tuple(t.new_empty(t.shape) for t in (q, k, v))  # contiguous, whatever the input strides
 
 
 def _setup_context(ctx, inputs, output):

@@ -8,7 +8,8 @@
 
 The kernels return (out, lse): the backward needs lse to rebuild the softmax without storing it.
 The math runs in float32 (`upcast=False` runs it in the input dtype: the low-precision reference
-of the flash-attention tolerance rule).
+of the flash-attention tolerance rule). `attention_ref` is the truth tests compare against; the
+dispatcher's `ref` backend runs the same math through torch's fused kernels on a CPU (sdpa_cpu.py).
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ def attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
 
 def attention_ref_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                           scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The dispatcher's `ref` forward: (out, lse)."""
+    """The dispatcher's `ref` forward: (out, lse); torch's fused CPU kernel on a CPU (sdpa_cpu.py)."""
+    from fastllm.kernels.attention import sdpa_cpu
+
+    if q.device.type == "cpu" and sdpa_cpu.available():
+        return sdpa_cpu.forward(q, k, v, causal, scale)
     out, lse = attention_ref(q, k, v, causal, scale)
     return out, lse.contiguous()
 
@@ -56,7 +61,18 @@ def attention_ref_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cau
 def attention_ref_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                            out: torch.Tensor, lse: torch.Tensor, grad_lse: torch.Tensor | None,
                            causal: bool, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The dispatcher's `ref` backward: (dq, dk, dv) by the softmax-gradient formulas, in fp32.
+    """The dispatcher's `ref` backward: torch's fused CPU kernel on a CPU, else the formulas."""
+    from fastllm.kernels.attention import sdpa_cpu
+
+    if q.device.type == "cpu" and grad_lse is None and sdpa_cpu.available():
+        return sdpa_cpu.backward(grad_out, q, k, v, out, lse, causal, scale)
+    return attention_ref_grads(grad_out, q, k, v, grad_lse, causal, scale)
+
+
+def attention_ref_grads(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        grad_lse: torch.Tensor | None, causal: bool,
+                        scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) by the softmax-gradient formulas, in fp32 (the softmax is recomputed).
 
     With P = exp(s - lse): dV = P^T dO, dP = dO V^T, dS = P * (dP - delta) where
     delta = rowsum(dO * O) - grad_lse, dQ = scale dS K, dK = scale dS^T Q (GQA heads summed).
@@ -75,12 +91,12 @@ def attention_ref_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Ten
         delta = delta - grad_lse.float()
     grad_scores = probs * (torch.matmul(dof, vf.transpose(-1, -2)) - delta.unsqueeze(-1))
     dq = torch.matmul(grad_scores, kf) * scale
-    dk = _sum_groups(torch.matmul(grad_scores.transpose(-1, -2), qf) * scale, k.shape[1])
-    dv = _sum_groups(torch.matmul(probs.transpose(-1, -2), dof), k.shape[1])
+    dk = sum_groups(torch.matmul(grad_scores.transpose(-1, -2), qf) * scale, k.shape[1])
+    dv = sum_groups(torch.matmul(probs.transpose(-1, -2), dof), k.shape[1])
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 
-def _sum_groups(x: torch.Tensor, kv_heads: int) -> torch.Tensor:
+def sum_groups(x: torch.Tensor, kv_heads: int) -> torch.Tensor:
     """(B, H, S, D) -> (B, Hkv, S, D), summing the query heads that share a kv head."""
     batch, heads, seq, dim = x.shape
     return x.view(batch, kv_heads, heads // kv_heads, seq, dim).sum(2)
