@@ -21,6 +21,7 @@ demo: $(VENV)/.built
 	$(VENV)/bin/fastllm --help
 	$(VENV)/bin/fastllm info
 	$(VENV)/bin/fastllm demo
+	$(VENV)/bin/fastllm pipeline
 
 test: $(VENV)/.built
 	$(PY) -m pytest $(PYTEST_ARGS)

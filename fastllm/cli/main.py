@@ -24,6 +24,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "pretrain": ("fastllm.cli.pretrain", "pretrain a LLaMA-style model on token shards (torchrun for DDP/FSDP2)"),
     "generate": ("fastllm.cli.generate", "sample text from a model directory or .gguf file (KV cache)"),
     "eval": ("fastllm.cli.eval", "evaluate a model: perplexity and bits per byte"),
+    "pipeline": ("fastllm.cli.pipeline", "raw text to an evaluated model in one command (embedded corpus by default)"),
 }
 
 GLOBAL_FLAGS = """global options:
