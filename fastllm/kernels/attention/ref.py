@@ -19,8 +19,11 @@ import torch
 
 def expand_kv(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """(B, Hkv, S, D) -> (B, H, S, D), each kv head repeated for its H/Hkv query heads."""
-    groups = n_heads // x.shape[1]
-    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
+    batch, kv_heads, seq, dim = x.shape
+    if kv_heads == n_heads:
+        return x
+    # expand + reshape copies once; much faster than repeat_interleave on a CPU
+    return x[:, :, None].expand(batch, kv_heads, n_heads // kv_heads, seq, dim).reshape(batch, n_heads, seq, dim)
 
 
 def causal_mask(seq_q: int, seq_k: int, device: torch.device) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """The reference backend's fast path on the CPU: torch's fused flash-attention CPU kernels
 (`aten::_scaled_dot_product_flash_attention_for_cpu` and its backward), which also return and
 consume the log-sum-exp. Same semantics as ref.py, float32 math: inputs are upcast, GQA kv heads
-are expanded (and their gradients summed back), and causal decoding alignment (T != S) is given
-as an explicit bottom-right mask, since the kernel's own is_causal aligns top-left.
+are taken natively, and causal decoding alignment (T != S) is given as an explicit bottom-right
+mask, since the kernel's own is_causal aligns top-left.
 Several times faster than materialising the (T, S) matrix on a CPU; training on a CPU uses it.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from fastllm.kernels.attention.ref import causal_mask, expand_kv, sum_groups
+from fastllm.kernels.attention.ref import causal_mask
 
 
 def available() -> bool:
@@ -18,14 +18,17 @@ def available() -> bool:
 
 
 def _prepare(q, k, v, causal):
-    heads = q.shape[1]
-    qf, kf, vf = q.float(), expand_kv(k.float(), heads), expand_kv(v.float(), heads)
+    """float32 inputs (GQA kv heads as they are: the kernels map head h to h // (H / Hkv)) and
+    the mask arguments for bottom-right causal alignment."""
+    qf, kf, vf = q.float(), k.float(), v.float()
     seq_q, seq_k = q.shape[2], k.shape[2]
-    if causal and seq_q != seq_k:
-        allowed = causal_mask(seq_q, seq_k, q.device)
-        mask = torch.zeros(seq_q, seq_k, device=q.device).masked_fill(~allowed, float("-inf"))
-        return qf, kf, vf, False, mask
-    return qf, kf, vf, causal, None
+    if not causal or seq_q == 1:  # one query is the last position: it sees every key
+        return qf, kf, vf, False, None
+    if seq_q == seq_k:
+        return qf, kf, vf, True, None
+    allowed = causal_mask(seq_q, seq_k, q.device)
+    mask = torch.zeros(seq_q, seq_k, device=q.device).masked_fill(~allowed, float("-inf"))
+    return qf, kf, vf, False, mask
 
 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
@@ -41,7 +44,5 @@ def backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.
     qf, kf, vf, is_causal, mask = _prepare(q, k, v, causal)
     dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
         grad_out.float(), qf, kf, vf, out.float(), lse, 0.0, is_causal, attn_mask=mask, scale=scale)
-    kv_heads = k.shape[1]
-    dk, dv = sum_groups(dk, kv_heads), sum_groups(dv, kv_heads)
     return dq.to(q.dtype).contiguous(), dk.to(k.dtype).contiguous(), dv.to(v.dtype).contiguous()
 
