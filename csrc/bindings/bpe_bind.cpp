@@ -41,10 +41,31 @@ std::string_view utf8_view(py::handle text) {
 
 const uint8_t* bytes_of(std::string_view v) { return reinterpret_cast<const uint8_t*>(v.data()); }
 
+// Token ids as Python ints: one shared int object per id, made once. Building a list is then a
+// reference-count increment per token instead of an allocation (and freeing it no longer frees
+// millions of ints), which is most of the cost of returning a long encoding to Python.
+// Only touched with the GIL held.
+PyObject* id_object(uint32_t id) {
+  static std::vector<PyObject*> ints;
+  if (id >= ints.size()) {
+    const size_t old = ints.size();
+    ints.resize(std::max<size_t>(id + 1, old * 2));
+    for (size_t i = old; i < ints.size(); ++i) {
+      ints[i] = PyLong_FromUnsignedLong(static_cast<unsigned long>(i));
+      if (!ints[i]) throw py::error_already_set();
+    }
+  }
+  return ints[id];
+}
+
 py::list to_list(const std::vector<uint32_t>& ids) {
   PyObject* list = PyList_New(static_cast<Py_ssize_t>(ids.size()));
   if (!list) throw py::error_already_set();
-  for (size_t i = 0; i < ids.size(); ++i) PyList_SET_ITEM(list, i, PyLong_FromUnsignedLong(ids[i]));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    PyObject* value = id_object(ids[i]);
+    Py_INCREF(value);
+    PyList_SET_ITEM(list, i, value);
+  }
   return py::reinterpret_steal<py::list>(list);
 }
 

@@ -9,43 +9,44 @@ namespace fastllm {
 namespace bpe {
 
 // ---------------------------------------------------------------------------------------------
-// WordCache: open addressing over (hash, key, token ids); cleared when full so a shifting input
-// distribution (one language, then another) keeps getting hits.
+// WordCache
 // ---------------------------------------------------------------------------------------------
+constexpr size_t kInitialCacheSlots = 1 << 12;
+
 WordCache::WordCache(size_t max_entries) : max_entries_(max_entries) {
-  slots_.assign(table_capacity_for(max_entries), Slot{0, 0, 0, 0, 0});
+  slots_.assign(kInitialCacheSlots, Slot{0, 0, 0, 0, 0});
 }
 
 void WordCache::clear() {
-  std::fill(slots_.begin(), slots_.end(), Slot{0, 0, 0, 0, 0});
+  slots_.assign(kInitialCacheSlots, Slot{0, 0, 0, 0, 0});
   keys_.clear();
   ids_.clear();
   size_ = 0;
 }
 
-const uint32_t* WordCache::find(const uint8_t* word, size_t length, uint64_t hash, uint32_t* count) const {
+void WordCache::place(const Slot& slot, uint64_t hash) {
   const size_t mask = slots_.size() - 1;
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
-    const Slot& slot = slots_[i];
-    if (slot.key_length == 0) return nullptr;
-    if (slot.hash == hash && slot.key_length == length &&
-        std::memcmp(keys_.data() + slot.key_offset, word, length) == 0) {
-      *count = slot.id_count;
-      return ids_.data() + slot.id_offset;
-    }
-  }
+  size_t i = hash & mask;
+  while (slots_[i].key_length != 0) i = (i + 1) & mask;
+  slots_[i] = slot;
+}
+
+void WordCache::grow() {
+  std::vector<Slot> old(slots_.size() * 2, Slot{0, 0, 0, 0, 0});
+  old.swap(slots_);
+  for (const Slot& slot : old)
+    if (slot.key_length) place(slot, hash_bytes(keys_.data() + slot.key_offset, slot.key_length));
 }
 
 void WordCache::insert(const uint8_t* word, size_t length, uint64_t hash, const uint32_t* ids, uint32_t count) {
   if (length == 0 || length > kMaxWordBytes || count > 0xFFFF) return;
   if (size_ >= max_entries_) clear();
-  const size_t mask = slots_.size() - 1;
-  size_t i = hash & mask;
-  while (slots_[i].key_length != 0) i = (i + 1) & mask;
-  slots_[i] = Slot{hash, static_cast<uint32_t>(keys_.size()), static_cast<uint16_t>(length),
-                   static_cast<uint16_t>(count), static_cast<uint32_t>(ids_.size())};
+  if ((size_ + 1) * 2 > slots_.size()) grow();
+  place(Slot{static_cast<uint32_t>(hash >> 32), static_cast<uint32_t>(keys_.size()), static_cast<uint16_t>(length),
+             static_cast<uint16_t>(count), count == 1 ? ids[0] : static_cast<uint32_t>(ids_.size())},
+        hash);
   keys_.insert(keys_.end(), word, word + length);
-  ids_.insert(ids_.end(), ids, ids + count);
+  if (count > 1) ids_.insert(ids_.end(), ids, ids + count);
   ++size_;
 }
 
@@ -234,7 +235,7 @@ void BpeModel::encode_word(const uint8_t* word, size_t n, std::vector<uint32_t>&
     const uint64_t* id = whole_words_.find(hash_bytes(word, n));
     if (id) {
       const uint64_t begin = id_offsets_[*id], end = id_offsets_[*id + 1];
-      if (end - begin == n && std::memcmp(bytes_.data() + begin, word, n) == 0) {
+      if (end - begin == n && bytes_equal(reinterpret_cast<const uint8_t*>(bytes_.data()) + begin, word, n)) {
         out.push_back(static_cast<uint32_t>(*id));
         return;
       }
@@ -274,7 +275,11 @@ void BpeModel::encode_piece(const uint8_t* s, size_t n, WordCache& cache, std::v
       uint32_t count;
       const uint32_t* ids = cache.find(s + i, len, hash, &count);
       if (ids) {
-        out.insert(out.end(), ids, ids + count);
+        if (count == 1) {
+          out.push_back(*ids);
+        } else {
+          out.insert(out.end(), ids, ids + count);
+        }
       } else {
         const size_t before = out.size();
         encode_word(s + i, len, out);

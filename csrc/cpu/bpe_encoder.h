@@ -32,23 +32,40 @@ struct Merge {
 };
 
 // Remembers the tokens of recently seen words. Not thread-safe: one per thread.
+// Slots are 16 bytes and the table starts small and doubles, so the words of a typical text fit
+// in L2; when it reaches max_entries it is cleared, so a shifting input (one language, then
+// another) keeps getting hits.
 class WordCache {
  public:
   explicit WordCache(size_t max_entries = 1 << 17);
+
   // The cached tokens of `word` (or nullptr), *count set to their number.
-  const uint32_t* find(const uint8_t* word, size_t length, uint64_t hash, uint32_t* count) const;
+  const uint32_t* find(const uint8_t* word, size_t length, uint64_t hash, uint32_t* count) const {
+    const size_t mask = slots_.size() - 1;
+    const uint32_t tag = static_cast<uint32_t>(hash >> 32);
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+      const Slot& slot = slots_[i];
+      if (slot.key_length == 0) return nullptr;
+      if (slot.tag == tag && slot.key_length == length && bytes_equal(keys_.data() + slot.key_offset, word, length)) {
+        *count = slot.id_count;
+        return slot.id_count == 1 ? &slot.ids : ids_.data() + slot.ids;
+      }
+    }
+  }
   void insert(const uint8_t* word, size_t length, uint64_t hash, const uint32_t* ids, uint32_t count);
 
   static constexpr size_t kMaxWordBytes = 128;  // longer words are not cached
 
  private:
   struct Slot {
-    uint64_t hash;
+    uint32_t tag;         // high half of the word's hash
     uint32_t key_offset;
     uint16_t key_length;  // 0 = empty
     uint16_t id_count;
-    uint32_t id_offset;
+    uint32_t ids;         // the id itself when id_count == 1, else an offset into ids_
   };
+  void place(const Slot& slot, uint64_t hash);
+  void grow();
   void clear();
   std::vector<Slot> slots_;
   std::vector<uint8_t> keys_;

@@ -31,6 +31,18 @@ static inline uint64_t load_u32(const uint8_t* p) {
   return v;
 }
 
+// Equality of short byte strings without a libc call (most words are under 16 bytes).
+static inline bool bytes_equal(const uint8_t* a, const uint8_t* b, size_t n) {
+  if (n >= 8) {
+    if (n <= 16) return load_u64(a) == load_u64(b) && load_u64(a + n - 8) == load_u64(b + n - 8);
+    return std::memcmp(a, b, n) == 0;
+  }
+  if (n >= 4) return load_u32(a) == load_u32(b) && load_u32(a + n - 4) == load_u32(b + n - 4);
+  for (size_t i = 0; i < n; ++i)
+    if (a[i] != b[i]) return false;
+  return true;
+}
+
 // A fast non-cryptographic hash of short byte strings (wyhash-style overlapping loads).
 static inline uint64_t hash_bytes(const uint8_t* p, size_t n) {
   constexpr uint64_t k0 = 0xa0761d6478bd642full, k1 = 0xe7037ed1a0b428dbull;
@@ -145,7 +157,7 @@ class WordCountMap {
         return;
       }
       if (slot.hash == hash && slot.length == length &&
-          std::memcmp(arena_.data() + slot.offset, word, length) == 0) {
+          bytes_equal(arena_.data() + slot.offset, word, length)) {
         slot.count += count;
         return;
       }

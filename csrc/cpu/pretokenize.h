@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "cpu/unicode_tables.h"
 
@@ -96,8 +97,35 @@ static inline uint8_t class_at(const uint8_t* s, size_t i, size_t n, uint32_t* l
   return unicode_class(cp);
 }
 
+// The end of a run of ASCII letters starting at i, eight bytes at a time (SWAR): for each byte
+// x = (b | 0x20) & 0x7F, x + 0x1F sets bit 7 iff x >= 'a' and x + 0x05 sets it iff x > 'z'; no
+// byte carries into the next. Bytes >= 0x80 are excluded by the final ~v.
+static inline size_t scan_ascii_letters(const uint8_t* s, size_t i, size_t n) {
+  constexpr uint64_t high = 0x8080808080808080ull;
+  while (i + 8 <= n) {
+    uint64_t v;
+    std::memcpy(&v, s + i, 8);
+    const uint64_t x = (v | 0x2020202020202020ull) & 0x7F7F7F7F7F7F7F7Full;
+    const uint64_t letters = (x + 0x1F1F1F1F1F1F1F1Full) & ~(x + 0x0505050505050505ull) & ~v & high;
+    const uint64_t others = ~letters & high;
+    if (others) return i + (__builtin_ctzll(others) >> 3);
+    i += 8;
+  }
+  while (i < n && s[i] < 0x80 && kAscii.cls[s[i]] == kLetter) ++i;
+  return i;
+}
+
 // The end of the run of characters of class `cls` that starts at i.
 static inline size_t scan_class(const uint8_t* s, size_t i, size_t n, uint8_t cls) {
+  if (cls == kLetter) {
+    for (;;) {
+      i = scan_ascii_letters(s, i, n);
+      if (i >= n || s[i] < 0x80) return i;
+      uint32_t len;
+      if (class_at(s, i, n, &len) != kLetter) return i;
+      i += len;
+    }
+  }
   while (i < n) {
     const uint8_t b = s[i];
     if (b < 0x80) {
