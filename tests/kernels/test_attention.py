@@ -96,6 +96,20 @@ def test_cpu_backend_matches_the_formulas(seeded, shape, causal):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_unused_lse_gets_no_gradient_so_the_fused_backward_runs(seeded, monkeypatch):
+    """Autograd must hand the backward grad_lse=None (not zeros): the fused CPU backward and the
+    Triton kernel's HAS_DLSE=False path depend on it."""
+    import sys
+
+    ref_module = sys.modules["fastllm.kernels.attention.ref"]
+    calls = []
+    formulas = ref_module.attention_ref_grads
+    monkeypatch.setattr(ref_module, "attention_ref_grads", lambda *args: calls.append(args) or formulas(*args))
+    q, k, v = _qkv(requires_grad=True)
+    attention(q, k, v).sum().backward()
+    assert calls == [] and q.grad is not None
+
+
 def test_registered_as_torch_ops():
     assert torch.ops.fastllm.attention.default is not None
     assert torch.ops.fastllm.attention_backward.default is not None

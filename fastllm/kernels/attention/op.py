@@ -82,6 +82,7 @@ def _setup_context(ctx, inputs, output):
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse)
     ctx.causal, ctx.scale = causal, scale
+    ctx.set_materialize_grads(False)  # lse is usually unused: keep its gradient None, not zeros
     ctx.backend = choose_backend(q, k, v, backend)  # the backward runs where the forward ran
 
 

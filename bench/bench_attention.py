@@ -1,0 +1,192 @@
+"""Attention: fastllm's kernels vs torch.nn.functional.scaled_dot_product_attention.
+
+Napkin math: the forward does 4 * B*H*T*S*D flops (two matmuls), half of that when causal; the
+backward 2.5x the forward (five matmuls, one recomputed). TFLOP/s below use these counts, as
+the flash-attention benchmarks do. Decoding (T = 1) is bound by reading the KV cache,
+2 * B*Hkv*S*D*sizeof(dtype) bytes, so it is reported in GB/s.
+
+GPU (when one is visible): bf16, causal, head dim 128, 16K tokens per batch (B = 16384 / T),
+16 heads, T = S in 1K..16K: Triton and CUDA forwards vs SDPA's flash backend, and forward +
+backward (the CUDA backend's backward is the Triton one); then the split-KV decoding kernel vs
+SDPA on a 32K-token cache. CPU: the reference backend (torch's fused CPU flash kernels behind
+fastllm::attention, which the model uses on a CPU) vs calling SDPA directly and vs the plain
+materialised softmax; the GPU part is skipped with a note.
+
+    .venv/bin/python bench/bench_attention.py [--repeats 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from fastllm.kernels import attention
+from fastllm.kernels.attention.ref import attention_ref
+
+GPU_SEQS = [1024, 2048, 4096, 8192, 16384]
+GPU_TOKENS, GPU_HEADS, HEAD_DIM = 16384, 16, 128
+CPU_SHAPES = [(8, 8, 4, 256, 64), (4, 16, 4, 512, 64)]  # (B, H, Hkv, T, D), T = S
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def attention_flops(batch, heads, seq_q, seq_k, head_dim, causal, backward=False) -> float:
+    flops = 4 * batch * heads * seq_q * seq_k * head_dim / (2 if causal else 1)
+    return flops * 3.5 if backward else flops  # forward + backward = 1 + 2.5 forwards
+
+
+def _time_cpu(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _time_gpu(fn) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
+def interleaved(candidates: dict, repeats: int, timer) -> dict[str, float]:
+    for fn in candidates.values():  # warm up; on a GPU this also compiles and autotunes
+        fn()
+        fn()
+    times = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            times[name].append(timer(fn))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _leaves(batch, heads, kv_heads, seq_q, seq_k, head_dim, dtype, device):
+    make = lambda h, s: torch.randn(batch, h, s, head_dim, device=device, dtype=dtype, requires_grad=True)
+    return make(heads, seq_q), make(kv_heads, seq_k), make(kv_heads, seq_k)
+
+
+def _forward(fn):
+    def run():
+        with torch.no_grad():
+            fn()
+    return run
+
+
+def _forward_backward(fn, grad):
+    return lambda: fn().backward(grad)
+
+
+def cpu_candidates(q, k, v, grad) -> dict:
+    ours = lambda: attention(q, k, v, causal=True)
+    sdpa = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    naive = lambda: attention_ref(q, k, v, causal=True)[0]
+    return {"ours fwd": _forward(ours), "sdpa fwd": _forward(sdpa), "naive fwd": _forward(naive),
+            "ours fwd+bwd": _forward_backward(ours, grad), "sdpa fwd+bwd": _forward_backward(sdpa, grad),
+            "naive fwd+bwd": _forward_backward(naive, grad)}
+
+
+def run_cpu(repeats: int) -> None:
+    print(f"\n== CPU: {cpu_name()}, {torch.get_num_threads()} threads, float32, causal")
+    print(f"{'(B,H,Hkv,T,D)':>20} {'pass':>8} {'ours ms':>9} {'sdpa ms':>9} {'naive ms':>9} "
+          f"{'ours GFLOP/s':>12} {'sdpa/ours':>9} {'naive/ours':>10}")
+    for batch, heads, kv_heads, seq, head_dim in CPU_SHAPES:
+        q, k, v = _leaves(batch, heads, kv_heads, seq, seq, head_dim, torch.float32, "cpu")
+        grad = torch.randn(batch, heads, seq, head_dim)
+        medians = interleaved(cpu_candidates(q, k, v, grad), repeats, _time_cpu)
+        for kind, backward in (("fwd", False), ("fwd+bwd", True)):
+            ours, sdpa, naive = (medians[f"{name} {kind}"] for name in ("ours", "sdpa", "naive"))
+            gflops = attention_flops(batch, heads, seq, seq, head_dim, True, backward) / ours / 1e9
+            print(f"{str((batch, heads, kv_heads, seq, head_dim)):>20} {kind:>8} {ours * 1e3:9.2f} {sdpa * 1e3:9.2f} "
+                  f"{naive * 1e3:9.2f} {gflops:12.1f} {sdpa / ours:9.2f} {naive / ours:10.2f}")
+
+
+def gpu_candidates(q, k, v, grad, backends) -> dict:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def sdpa():
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    candidates = {"sdpa fwd": _forward(sdpa), "sdpa fwd+bwd": _forward_backward(sdpa, grad)}
+    for backend in backends:
+        ours = lambda backend=backend: attention(q, k, v, causal=True, backend=backend)
+        candidates[f"{backend} fwd"] = _forward(ours)
+        candidates[f"{backend} fwd+bwd"] = _forward_backward(ours, grad)
+    return candidates
+
+
+def run_gpu_training(repeats: int, seqs) -> None:
+    from fastllm.kernels import dispatch
+
+    backends = [b for b in ("triton", "cuda")
+                if dispatch.unavailable_reason("attention", b, torch.device("cuda")) is None]
+    print(f"\n== GPU: {torch.cuda.get_device_name(0)}, bf16, causal, head dim {HEAD_DIM}, {GPU_HEADS} heads, "
+          f"{GPU_TOKENS} tokens per batch; TFLOP/s (ratio = ours / sdpa flash)")
+    print(f"{'T':>6} {'pass':>8} {'sdpa':>7} " + " ".join(f"{b:>7} {'ratio':>6}" for b in backends))
+    for seq in seqs:
+        batch = max(1, GPU_TOKENS // seq)
+        q, k, v = _leaves(batch, GPU_HEADS, GPU_HEADS, seq, seq, HEAD_DIM, torch.bfloat16, "cuda")
+        grad = torch.randn_like(q)
+        medians = interleaved(gpu_candidates(q, k, v, grad, backends), repeats, _time_gpu)
+        for kind, backward in (("fwd", False), ("fwd+bwd", True)):
+            flops = attention_flops(batch, GPU_HEADS, seq, seq, HEAD_DIM, True, backward)
+            sdpa = flops / medians[f"sdpa {kind}"] / 1e12
+            cells = []
+            for backend in backends:
+                ours = flops / medians[f"{backend} {kind}"] / 1e12
+                cells.append(f"{ours:7.1f} {ours / sdpa:6.2f}")
+            print(f"{seq:>6} {kind:>8} {sdpa:7.1f} " + " ".join(cells))
+
+
+def run_gpu_decode(repeats: int) -> None:
+    print("\n== GPU decoding: one query, bf16, 32 heads / 8 kv heads, head dim 128; GB/s of KV read "
+          "(ratio = sdpa time / ours)")
+    print(f"{'B':>3} {'S':>6} {'sdpa GB/s':>9} {'cuda GB/s':>9} {'ratio':>6}")
+    for batch, seq in ((1, 32768), (8, 32768), (32, 4096)):
+        q = torch.randn(batch, 32, 1, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
+        k = torch.randn(batch, 8, seq, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn_like(k)
+        medians = interleaved({
+            "sdpa": lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+            "cuda": lambda q=q, k=k, v=v: attention(q, k, v, causal=True, backend="cuda"),
+        }, repeats, _time_gpu)
+        nbytes = 2 * k.numel() * k.element_size()
+        print(f"{batch:>3} {seq:>6} {nbytes / medians['sdpa'] / 1e9:9.0f} {nbytes / medians['cuda'] / 1e9:9.0f} "
+              f"{medians['sdpa'] / medians['cuda']:6.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and lengths")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else args.repeats
+    print(f"bench_attention {datetime.date.today()}  torch {torch.__version__}")
+    if torch.cuda.is_available():
+        run_gpu_training(repeats, GPU_SEQS[:3] if args.quick else GPU_SEQS)
+        run_gpu_decode(repeats)
+    else:
+        print("\nGPU part skipped: no GPU visible. The Triton/CUDA kernels vs SDPA flash (TFLOP/s) and the "
+              "decoding kernel (GB/s) need one; on a CPU, Triton only runs in its interpreter (a "
+              "correctness tool, not a speed path).")
+    run_cpu(repeats)
+
+
+if __name__ == "__main__":
+    main()

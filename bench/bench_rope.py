@@ -1,0 +1,163 @@
+"""Rotary position embedding: fastllm's kernels vs eager PyTorch (HF's rotate_half formulation).
+
+Napkin math: RoPE reads q and k once and writes them once, 2 * B*T*(Hq+Hk)*D * sizeof(dtype)
+bytes (the cos/sin rows are a rounding error), with ~3 flops per element: it is bound by memory
+bandwidth everywhere. Eager PyTorch makes ~6 passes (two multiplies, a negation, a concat, an
+add, per tensor) and allocates the temporaries. GB/s below counts only the minimal bytes.
+
+CPU: the C++ kernel (active ISA path, out of place and in place) vs eager torch on the same
+thread count. GPU (when one is visible): the Triton and CUDA kernels vs eager torch, bf16.
+Ours and the peer are timed interleaved, call by call; medians are reported.
+
+    .venv/bin/python bench/bench_rope.py [--threads N] [--repeats 15] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import time
+
+import torch
+
+from fastllm.kernels import cpu_isa, rope, rope_tables
+
+CPU_SHAPES = [  # (B, T, Hq, Hk, D)
+    (1, 1, 32, 8, 128),      # decoding one token
+    (8, 256, 8, 2, 64),      # a small model's training batch
+    (2, 1024, 32, 8, 128),   # a LLaMA-8B-shaped prefill
+]
+GPU_SHAPES = [(1, 1, 32, 8, 128), (8, 1024, 32, 8, 128), (4, 4096, 32, 8, 128)]
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def eager_rope(q, k, cos_full, sin_full):
+    """transformers' apply_rotary_pos_emb, with the (1, T, 1, D) cos/sin prepared outside."""
+    return q * cos_full + _rotate_half(q) * sin_full, k * cos_full + _rotate_half(k) * sin_full
+
+
+def _inputs(shape, dtype, device):
+    batch, seq, q_heads, k_heads, head_dim = shape
+    q = torch.randn(batch, seq, q_heads, head_dim, device=device).to(dtype)
+    k = torch.randn(batch, seq, k_heads, head_dim, device=device).to(dtype)
+    cos, sin = rope_tables(seq + 16, head_dim, device=device)
+    rows = slice(16, 16 + seq)  # an offset, as in decoding
+    cos_full = torch.cat([cos[rows], cos[rows]], -1)[None, :, None, :].to(dtype)
+    sin_full = torch.cat([sin[rows], sin[rows]], -1)[None, :, None, :].to(dtype)
+    return q, k, cos, sin, cos_full, sin_full
+
+
+def _bytes(shape, dtype) -> int:
+    batch, seq, q_heads, k_heads, head_dim = shape
+    return 2 * batch * seq * (q_heads + k_heads) * head_dim * torch.tensor([], dtype=dtype).element_size()
+
+
+def _time_cpu(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _time_gpu(fn) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
+def interleaved(candidates: dict, repeats: int, timer) -> dict[str, float]:
+    for fn in candidates.values():  # warm up (and compile, on a GPU)
+        fn()
+        fn()
+    times = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            times[name].append(timer(fn))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def cpu_candidates(q, k, cos, sin, cos_full, sin_full) -> dict:
+    q_inplace, k_inplace = q.clone(), k.clone()
+    return {
+        "eager": lambda: eager_rope(q, k, cos_full, sin_full),
+        "ours": lambda: rope(q, k, cos, sin, offset=16, backend="cpp"),
+        # Rotating the same buffers again and again is fine for timing.
+        "inplace": lambda: rope(q_inplace, k_inplace, cos, sin, offset=16, inplace=True, backend="cpp"),
+    }
+
+
+def gpu_candidates(backend, q, k, cos, sin, cos_full, sin_full) -> dict:
+    return {
+        "eager": lambda: eager_rope(q, k, cos_full, sin_full),
+        "ours": lambda: rope(q, k, cos, sin, offset=16, backend=backend),
+    }
+
+
+def run_cpu(repeats: int, shapes) -> None:
+    print(f"\n== CPU: {cpu_name()}, {torch.get_num_threads()} threads, ISA path {cpu_isa()}")
+    print(f"{'shape (B,T,Hq,Hk,D)':>22} {'dtype':>9} {'eager ms':>9} {'ours ms':>9} {'inplace ms':>10} "
+          f"{'ours GB/s':>9} {'ratio':>6} {'ratio inplace':>13}")
+    for shape in shapes:
+        for dtype in (torch.float32, torch.bfloat16):
+            medians = interleaved(cpu_candidates(*_inputs(shape, dtype, "cpu")), repeats, _time_cpu)
+            gbps = _bytes(shape, dtype) / medians["ours"] / 1e9
+            print(f"{str(shape):>22} {str(dtype)[6:]:>9} {medians['eager'] * 1e3:9.3f} {medians['ours'] * 1e3:9.3f} "
+                  f"{medians['inplace'] * 1e3:10.3f} {gbps:9.1f} {medians['eager'] / medians['ours']:6.2f} "
+                  f"{medians['eager'] / medians['inplace']:13.2f}")
+
+
+def run_gpu(repeats: int) -> None:
+    from fastllm.kernels import dispatch
+
+    print(f"\n== GPU: {torch.cuda.get_device_name(0)}")
+    backends = [b for b in ("cuda", "triton") if dispatch.unavailable_reason("rope", b, torch.device("cuda")) is None]
+    print(f"{'shape (B,T,Hq,Hk,D)':>22} {'backend':>8} {'eager ms':>9} {'ours ms':>9} {'ours GB/s':>9} "
+          f"{'eager GB/s':>10} {'ratio':>6}")
+    for shape in GPU_SHAPES:
+        inputs = _inputs(shape, torch.bfloat16, "cuda")
+        for backend in backends:
+            medians = interleaved(gpu_candidates(backend, *inputs), repeats, _time_gpu)
+            nbytes = _bytes(shape, torch.bfloat16)
+            print(f"{str(shape):>22} {backend:>8} {medians['eager'] * 1e3:9.3f} {medians['ours'] * 1e3:9.3f} "
+                  f"{nbytes / medians['ours'] / 1e9:9.1f} {nbytes / medians['eager'] / 1e9:10.1f} "
+                  f"{medians['eager'] / medians['ours']:6.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, small shapes only")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeats = 5 if args.quick else args.repeats
+    print(f"bench_rope {datetime.date.today()}  torch {torch.__version__}  ratio = eager time / our time")
+    run_cpu(repeats, CPU_SHAPES[:2] if args.quick else CPU_SHAPES)
+    if torch.cuda.is_available():
+        run_gpu(repeats)
+    else:
+        print("\nGPU part skipped: no GPU visible (Triton/CUDA RoPE GB/s need one).")
+
+
+if __name__ == "__main__":
+    main()
