@@ -135,9 +135,13 @@ py::list encode_batch(const BpeModel& model, const py::list& texts, const std::o
     std::atomic<size_t> next{0};
     parallel_for(workers, workers, [&](int64_t) {
       bpe::CacheLease cache(model);
+      // Encode into a worker-local buffer and copy once: pushing into results[i] directly would
+      // make neighbouring workers write the same cache lines (adjacent vector headers).
+      std::vector<uint32_t> local;
       for (size_t i = next.fetch_add(1); i < views.size(); i = next.fetch_add(1)) {
-        results[i].reserve(views[i].size() / 4 + 4);
-        model.encode(bytes_of(views[i]), views[i].size(), mask ? &*mask : nullptr, cache.get(), results[i]);
+        local.clear();
+        model.encode(bytes_of(views[i]), views[i].size(), mask ? &*mask : nullptr, cache.get(), local);
+        results[i].assign(local.begin(), local.end());
       }
     });
   }

@@ -29,6 +29,7 @@ from fastllm.utils.errors import FastLLMError
 
 BOS_TOKEN = "<|begin_of_text|>"
 EOS_TOKEN = "<|end_of_text|>"
+GPT2_EOS_TOKEN = "<|endoftext|>"
 
 SpecialSet = Literal["all"] | Iterable[str]
 
@@ -256,7 +257,8 @@ class Tokenizer:
 
     @property
     def eos_id(self) -> int | None:
-        return self._special.get(EOS_TOKEN)
+        """<|end_of_text|> (LLaMA-3's name), else GPT-2's <|endoftext|>, else None."""
+        return self._special.get(EOS_TOKEN, self._special.get(GPT2_EOS_TOKEN))
 
     def token_bytes(self, token_id: int) -> bytes | None:
         """The bytes of a model token or the UTF-8 of a special token; None for an unused id."""

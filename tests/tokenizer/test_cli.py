@@ -81,3 +81,22 @@ def test_help_lists_subcommands(capsys):
     assert all(sub in out for sub in ("train", "encode", "decode", "info", "export"))
     assert main(["tokenizer", "train", "--help"]) == 0
     assert "--vocab_size" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["llama3-32k", "gpt2-50k", "tiny-4k"])
+def test_shipped_configs_load(name):
+    from pathlib import Path
+
+    from fastllm.cli.config_io import load_config
+    from fastllm.cli.tokenizer import TrainConfig
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "tokenizer" / f"{name}.yaml"
+    config = load_config(TrainConfig, path, ["--input", "corpus.txt"])
+    assert config.vocab_size > 256 + len(config.special_tokens)
+
+
+def test_gpt2_end_of_text_is_the_eos():
+    from fastllm.tokenizer import train_bpe
+
+    tok = train_bpe(["a small corpus for a small test"], 270, special_tokens=["<|endoftext|>"], pattern="gpt2")
+    assert tok.eos_id == tok.special_tokens["<|endoftext|>"] and tok.bos_id is None
