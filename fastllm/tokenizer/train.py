@@ -1,9 +1,12 @@
 """`train_bpe`: byte-level BPE training over files or texts, counting in C++ threads.
 
-Inputs. `files_or_texts` is one item or an iterable of items (a generator is consumed lazily):
-a `pathlib.Path` is a file, directory (every file under it) or glob; a `str` is a path/glob when
-it names an existing path, or has no white space and looks like a path (a '/', a glob character or
-a file extension), and a document's text otherwise; `bytes` are UTF-8 text. A path that matches nothing is an error.
+Inputs. `files_or_texts` is one item, a list/tuple of items, or any other iterable (a generator
+is consumed lazily, as a stream of documents). A `pathlib.Path` is a file, directory (every file
+under it) or glob, and one that matches nothing is an error. `bytes` are UTF-8 text. A `str` from a
+stream is always a document's text (a web document may well look like a path). A `str` given
+directly or in a list/tuple is a path/glob when it names an existing path, or has no white space
+and looks like one (a '/', a glob character or a file extension; missing ones are errors), and a
+document's text otherwise.
 
 Pass 1 (count) streams the corpus: files are read in ~1 MiB pieces cut where no pre-token can
 span the cut (see bpe::is_safe_cut), pieces and texts are grouped into ~16 MiB batches (by size,
@@ -144,7 +147,7 @@ def _count(counter, files_or_texts, threads: int, errors: str, stats: TrainStats
         items = [_resolve(item) for item in files_or_texts]
         total = sum(f.stat().st_size for item in items if isinstance(item, list) for f in item) or None
     else:
-        items = (_resolve(item) for item in files_or_texts)
+        items = (_resolve(item, stream=True) for item in files_or_texts)
     batch, batch_bytes = [], 0
     with byte_progress(desc="counting words", total=total) as bar:
         for segment in _segments(items, errors, stats):
@@ -166,7 +169,7 @@ def _count_batch(counter, batch: list, threads: int) -> None:
         counter.count([replace_surrogates(s) if isinstance(s, str) else s for s in batch], threads)
 
 
-def _resolve(item) -> list[Path] | str:
+def _resolve(item, stream: bool = False) -> list[Path] | str:
     """A list of files for a path-like item, or the item itself when it is a text."""
     if isinstance(item, bytes):
         return item.decode("utf-8", errors="replace")
@@ -174,6 +177,8 @@ def _resolve(item) -> list[Path] | str:
         return _expand(os.fspath(item))
     if not isinstance(item, str):
         raise ConfigError(f"input: {type(item).__name__} is neither a path nor a text")
+    if stream:
+        return item
     if os.path.exists(item) or _looks_like_path(item):
         return _expand(item)
     return item

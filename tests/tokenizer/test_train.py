@@ -41,6 +41,15 @@ def test_deterministic_across_thread_counts_and_inputs(tmp_path):
     assert train_bpe(texts, 1200, num_threads=2).hash() == one.hash()  # files == their texts
     assert train_bpe(iter(texts), 1200).hash() == one.hash()            # a generator streams
     assert train_bpe([str(p) for p in files], 1200).hash() == one.hash()  # str paths
+    assert train_bpe(iter(files), 1200).hash() == one.hash()             # Path objects in a stream
+
+
+def test_strings_in_a_stream_are_always_documents():
+    docs = ["https://example.com/a/b.html", "readme.txt", "<|end_of_text|>", "plain words here"] * 20
+    with pytest.raises(FastLLMError, match="no such file"):
+        train_bpe(docs, 300)  # in a list, path-like strings are paths
+    tok = train_bpe(iter(docs), 300)
+    assert tok.decode(tok.encode(docs[0])) == docs[0]
 
 
 def test_large_file_cut_into_pieces_counts_like_one_text(tmp_path):
