@@ -143,6 +143,7 @@ def test_compiles_as_one_node(seeded):
     (lambda q, k, v: (q.transpose(2, 3)[:, :, :7, :7], k[..., :7], v[..., :7], {}),
      "q needs a contiguous last dimension"),
     (lambda q, k, v: (q, k[:, :, :0], v[:, :, :0], {}), "S=0"),
+    (lambda q, k, v: (q, k.to("meta"), v, {}), "k is on meta but q is on cpu"),
     (lambda q, k, v: (q, k[:, :, :4], v[:, :, :4], {"causal": True}), "T=7 queries needs at least"),
 ])
 def test_bad_input_is_one_line_naming_the_argument(change, match):

@@ -63,6 +63,12 @@ def test_triton_float32_in_the_interpreter(seeded, shape, causal):
     check_backend("triton", shape, torch.float32, causal)
 
 
+@pytest.mark.slow
+def test_triton_long_sequence_in_the_interpreter(seeded):
+    """1025 positions: 33 query and key blocks, the last one a single row (about 15 s here)."""
+    check_backend("triton", (1, 2, 1, 1025, 1025, 64), torch.float32, causal=True)
+
+
 @pytest.mark.parametrize("shape, causal", [((1, 4, 1, 97, 97, 64), True), ((2, 2, 2, 7, 40, 128), False)])
 def test_triton_float16_in_the_interpreter(seeded, shape, causal):
     check_backend("triton", shape, torch.float16, causal)

@@ -138,6 +138,8 @@ _TABLES = rope_tables(16, 16)
     (lambda q, k, c, s: (torch.randn(2, 7, 4, 32)[..., ::2], torch.randn(2, 7, 2, 32)[..., ::2], c, s, {}),
      "q needs a contiguous last dimension"),
     (lambda q, k, c, s: (q, k, c.double(), s, {}), "cos has dtype torch.float64"),
+    (lambda q, k, c, s: (q, k.to("meta"), c, s, {}), "k is on meta but q is on cpu"),
+    (lambda q, k, c, s: (q, k, c.to("meta"), s, {}), "cos is on meta but q is on cpu"),
     (lambda q, k, c, s: (q, k, c[:, :4], s[:, :4], {}), "cos has 4 columns"),
     (lambda q, k, c, s: (q, k, c, s, {"offset": 12}), "offset=12 with T=7"),
     (lambda q, k, c, s: (q, k, c, s, {"positions": torch.arange(7.0)}), "positions must be an int64"),
