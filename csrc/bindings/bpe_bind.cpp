@@ -80,15 +80,51 @@ std::optional<std::vector<uint8_t>> to_mask(const BpeModel& model, const std::op
   return mask;
 }
 
+uint32_t checked_id(long long v) {
+  if (v < 0 || v > 0xFFFFFFFFll) throw py::value_error("token id " + std::to_string(v) + " is out of range");
+  return static_cast<uint32_t>(v);
+}
+
+template <typename T>
+void append_ids(const py::buffer_info& info, std::vector<uint32_t>& out) {
+  const char* base = static_cast<const char*>(info.ptr);
+  for (py::ssize_t i = 0; i < info.shape[0]; ++i)
+    out.push_back(checked_id(static_cast<long long>(*reinterpret_cast<const T*>(base + i * info.strides[0]))));
+}
+
+// Token ids from a list (fast path), a 1-D integer buffer such as a numpy array, or any sequence.
 std::vector<uint32_t> ids_from_python(py::handle ids) {
   std::vector<uint32_t> out;
+  if (PyList_Check(ids.ptr())) {
+    const Py_ssize_t n = PyList_GET_SIZE(ids.ptr());
+    out.reserve(n);
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      const long long v = PyLong_AsLongLong(PyList_GET_ITEM(ids.ptr(), i));
+      if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+      out.push_back(checked_id(v));
+    }
+    return out;
+  }
+  if (PyObject_CheckBuffer(ids.ptr())) {
+    const py::buffer_info info = py::reinterpret_borrow<py::buffer>(ids).request();
+    const std::string f = info.format;
+    if (info.ndim == 1 && f.size() == 1 && std::string("bBhHiIlLqQ").find(f[0]) != std::string::npos) {
+      out.reserve(info.shape[0]);
+      switch (info.itemsize) {
+        case 1: f == "b" ? append_ids<int8_t>(info, out) : append_ids<uint8_t>(info, out); break;
+        case 2: f == "h" ? append_ids<int16_t>(info, out) : append_ids<uint16_t>(info, out); break;
+        case 4: (f == "i" || f == "l") ? append_ids<int32_t>(info, out) : append_ids<uint32_t>(info, out); break;
+        default: (f == "l" || f == "q") ? append_ids<int64_t>(info, out) : append_ids<uint64_t>(info, out); break;
+      }
+      return out;
+    }
+  }
   py::sequence seq = py::reinterpret_borrow<py::sequence>(ids);
   out.reserve(seq.size());
   for (py::handle item : seq) {
     const long long v = PyLong_AsLongLong(item.ptr());
     if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
-    if (v < 0 || v > 0xFFFFFFFFll) throw py::value_error("token id " + std::to_string(v) + " is out of range");
-    out.push_back(static_cast<uint32_t>(v));
+    out.push_back(checked_id(v));
   }
   return out;
 }

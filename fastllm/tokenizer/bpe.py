@@ -214,7 +214,8 @@ class Tokenizer:
                                      disallowed_special=disallowed_special)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        return self._model.decode(ids if isinstance(ids, Sequence) else list(ids))
+        """Token bytes joined. `ids`: a list, any sequence, a 1-D integer numpy array or an iterable."""
+        return self._model.decode(ids if hasattr(ids, "__len__") else list(ids))
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of `ids`: token bytes joined, invalid UTF-8 replaced with U+FFFD."""

@@ -103,6 +103,18 @@ def test_one_mib_word_is_not_quadratic(ours_llama3, make):
     assert elapsed < 1.0, f"{elapsed:.2f}s for a 1 MiB word"
 
 
+def test_decode_accepts_numpy_arrays_and_iterables(ours_llama3):
+    import numpy as np
+
+    ids = ours_llama3.encode(MULTILINGUAL[8])
+    for dtype in (np.uint32, np.int64, np.int32, np.uint16):
+        assert ours_llama3.decode(np.asarray(ids, dtype=dtype)) == MULTILINGUAL[8]
+    assert ours_llama3.decode(np.asarray(ids, dtype=np.int64)[::2]) == ours_llama3.decode(ids[::2])
+    assert ours_llama3.decode(iter(ids)) == ours_llama3.decode(tuple(ids)) == MULTILINGUAL[8]
+    with pytest.raises(ValueError, match="out of range"):
+        ours_llama3.decode(np.asarray([1, -1]))
+
+
 def test_vocab_accessors(ours_llama3):
     tok = ours_llama3
     assert tok.vocab_size == 2000
