@@ -213,6 +213,21 @@ class Tokenizer:
             return self.encode_batch(fixed, threads, allowed_special=allowed_special,
                                      disallowed_special=disallowed_special)
 
+    def encode_batch_flat(self, texts: Sequence[str], num_threads: int | None = None, *,
+                          allowed_special: SpecialSet = (), disallowed_special: SpecialSet = "all"):
+        """encode_batch as numpy arrays: (tokens uint32, offsets int64 of len(texts) + 1), text i's
+        ids being tokens[offsets[i]:offsets[i + 1]]. No Python int per token: for bulk work."""
+        texts = texts if isinstance(texts, list) else list(texts)
+        allowed, disallowed = self._resolve(allowed_special, disallowed_special)
+        threads = default_threads() if num_threads is None else max(1, int(num_threads))
+        try:
+            self._check_disallowed(texts, disallowed)
+            return self._model.encode_batch_flat(texts, allowed, threads)
+        except UnicodeEncodeError:
+            fixed = [replace_surrogates(t) for t in texts]
+            return self.encode_batch_flat(fixed, threads, allowed_special=allowed_special,
+                                          disallowed_special=disallowed_special)
+
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """Token bytes joined. `ids`: a list, any sequence, a 1-D integer numpy array or an iterable."""
         return self._model.decode(ids if hasattr(ids, "__len__") else list(ids))

@@ -76,6 +76,20 @@ def test_batch_equals_single_and_threads_agree(ours_llama3):
     assert ours_llama3.encode_batch(iter(texts[:5]), num_threads=3) == single[:5]
 
 
+def test_batch_flat_matches_batch(ours_llama3):
+    import numpy as np
+
+    texts = paragraphs(kjv_text()[:100_000]) + ["", "<|end_of_text|>x"] + MULTILINGUAL
+    tokens, offsets = ours_llama3.encode_batch_flat(texts, num_threads=2, allowed_special="all")
+    assert tokens.dtype == np.uint32 and offsets.dtype == np.int64 and len(offsets) == len(texts) + 1
+    expected = ours_llama3.encode_batch(texts, allowed_special="all")
+    assert [tokens[offsets[i]:offsets[i + 1]].tolist() for i in range(len(texts))] == expected
+    with pytest.raises(DisallowedSpecialTokenError):
+        ours_llama3.encode_batch_flat(texts)
+    empty_tokens, empty_offsets = ours_llama3.encode_batch_flat([])
+    assert len(empty_tokens) == 0 and empty_offsets.tolist() == [0]
+
+
 def test_word_cache_does_not_change_results(ours_llama3):
     words = [" " + "".join(random.Random(i).choices("abcdefghij", k=random.Random(i).randint(1, 12)))
              for i in range(3000)]
