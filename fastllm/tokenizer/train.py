@@ -89,7 +89,7 @@ def train_bpe_with_stats(files_or_texts, vocab_size: int, *, min_frequency: int 
     stats = TrainStats()
     counter = bpe.WordCounter(PATTERN_IDS[pattern], [s.encode("utf-8") for s in specials], max_words)
     start = time.perf_counter()
-    _count(counter, files_or_texts, threads, errors, stats)
+    _count(counter, files_or_texts, threads, errors, stats, [t.encode('utf-8') for t in specials])
     stats.count_seconds = time.perf_counter() - start
     if counter.total_words == 0:
         where = ", ".join(stats.sources[:3]) or "the given texts"
@@ -139,7 +139,7 @@ def _check_options(vocab_size, min_frequency, special_tokens, pattern, max_words
 # ---------------------------------------------------------------------------------------------
 # Pass 1: counting
 # ---------------------------------------------------------------------------------------------
-def _count(counter, files_or_texts, threads: int, errors: str, stats: TrainStats) -> None:
+def _count(counter, files_or_texts, threads: int, errors: str, stats: TrainStats, specials: list[bytes]) -> None:
     if isinstance(files_or_texts, str | bytes | os.PathLike) or not isinstance(files_or_texts, Iterable):
         files_or_texts = [files_or_texts]
     total = None
@@ -150,7 +150,7 @@ def _count(counter, files_or_texts, threads: int, errors: str, stats: TrainStats
         items = (_resolve(item, stream=True) for item in files_or_texts)
     batch, batch_bytes = [], 0
     with byte_progress(desc="counting words", total=total) as bar:
-        for segment in _segments(items, errors, stats):
+        for segment in _segments(items, errors, stats, specials):
             batch.append(segment)
             batch_bytes += len(segment)
             if batch_bytes >= BATCH_BYTES:
@@ -207,21 +207,23 @@ def _expand(pattern: str) -> list[Path]:
     raise InputFormatError(f"{pattern}: no such file or directory")
 
 
-def _segments(items: Iterable[list[Path] | str], errors: str, stats: TrainStats) -> Iterator[bytes | str]:
+def _segments(items: Iterable[list[Path] | str], errors: str, stats: TrainStats,
+              specials: list[bytes]) -> Iterator[bytes | str]:
     for item in items:
         if isinstance(item, list):
             for path in item:
                 stats.files += 1
                 stats.sources.append(str(path))
-                yield from _file_segments(path, errors, stats)
+                yield from _file_segments(path, errors, stats, specials)
         else:
             stats.texts += 1
             stats.bytes += len(item)
             yield item
 
 
-def _file_segments(path: Path, errors: str, stats: TrainStats) -> Iterator[bytes | str]:
+def _file_segments(path: Path, errors: str, stats: TrainStats, specials: list[bytes]) -> Iterator[bytes | str]:
     cut_after = _ext.cpu().bpe.last_safe_cut
+    longest = max((len(s) for s in specials), default=0)
     offset = 0
     pending = b""
     try:
@@ -239,15 +241,28 @@ def _file_segments(path: Path, errors: str, stats: TrainStats) -> Iterator[bytes
                     yield _checked(pending, path, offset, errors)
                     stats.bytes += len(pending)
                 return
-            cut = cut_after(pending, len(pending))
+            # keep the longest special token's length after the cut in view, to see one straddling it
+            cut = cut_after(pending, len(pending) - longest)
             if cut <= 0:
                 if len(pending) < MAX_UNCUT_BYTES:
                     continue
                 cut = _char_boundary(pending)
+            cut = _outside_specials(pending, cut, specials)
             yield _checked(pending[:cut], path, offset, errors)
             stats.bytes += cut
             offset += cut
             pending = pending[cut:]
+
+
+def _outside_specials(data: bytes, cut: int, specials: list[bytes]) -> int:
+    """Moves a cut that falls inside a special token's text to that token's start (a special
+    token may contain spaces or newlines, where safe cuts happen)."""
+    for special in specials:
+        start = max(cut - len(special) + 1, 0)
+        found = data.find(special, start, cut + len(special) - 1)
+        if 0 < found < cut:
+            return found
+    return cut
 
 
 def _char_boundary(data: bytes) -> int:

@@ -119,3 +119,16 @@ def test_vocab_size_equal_to_floor_gives_bytes_only():
     tok = train_bpe(["hello hello hello world"], 256 + 3)
     assert tok.merges == [] and tok.vocab_size == 259
     assert tok.decode(tok.encode("hello")) == "hello" and len(tok.encode("hello")) == 5
+
+
+def test_pieces_are_never_cut_inside_a_special_token(tmp_path, monkeypatch):
+    from fastllm.tokenizer import train as train_module
+
+    monkeypatch.setattr(train_module, "PIECE_BYTES", 64)  # force a cut every few words
+    special = "<|im start|>"  # a space inside: a place where safe cuts happen
+    text = "".join(f"word{i} and more{special}" for i in range(300))
+    path = tmp_path / "specials.txt"
+    path.write_text(text, encoding="utf-8")
+    tok = train_bpe(path, 400, special_tokens=[special], min_frequency=1)
+    assert tok.hash() == train_bpe([text], 400, special_tokens=[special], min_frequency=1).hash()
+    assert not any(b"<|im" in tok.token_bytes(i) for i in range(256, 399))
