@@ -66,7 +66,7 @@ def _time_gpu(fn) -> float:
 
 
 def interleaved(candidates: dict, repeats: int, timer) -> dict[str, float]:
-    for fn in candidates.values():  # warm up; on a GPU this also compiles and autotunes
+    for fn in candidates.values():  # warm up; on a GPU this also compiles the kernels
         fn()
         fn()
     times = {name: [] for name in candidates}

@@ -109,6 +109,35 @@ def test_triton_opcheck(seeded):
     torch.library.opcheck(torch.ops.fastllm.attention.default, (q, k, v, True, 0.2, "triton"))
 
 
+def test_gpu_launcher_falls_back_to_smaller_tiles_on_out_of_resources(monkeypatch):
+    """The table-driven GPU launch (exercised here with a stand-in kernel): a configuration whose
+    tiles do not fit shared memory is skipped, the one that compiles is remembered."""
+    import sys
+
+    from triton.runtime.errors import OutOfResources
+
+    module = sys.modules["fastllm.kernels.attention.triton"]
+    monkeypatch.setattr(module, "_interpreting", lambda t: False)
+    monkeypatch.setattr(module, "_working", {})
+    launched = []
+
+    class StandInKernel:
+        def __getitem__(self, grid):
+            def run(*args, **meta):
+                if meta["BLOCK_M"] == 128:
+                    raise OutOfResources(required=1 << 18, limit=1 << 17, name="shared memory")
+                launched.append((grid, meta["BLOCK_M"], meta["BLOCK_N"], meta["num_stages"]))
+            return run
+
+    t = torch.empty(1)
+    for _ in range(2):
+        module._launch("fwd", StandInKernel(), lambda cfg: (cfg["BLOCK_M"],), (), {"HEAD_DIM": 128}, t)
+    fitting = next(cfg for cfg in module.GPU_CONFIGS[("fwd", 128)] if cfg["BLOCK_M"] != 128)
+    expected = ((fitting["BLOCK_M"],), fitting["BLOCK_M"], fitting["BLOCK_N"], fitting["num_stages"])
+    assert launched == [expected, expected]
+    assert module._working[("fwd", 128, t.device)] == fitting
+
+
 def test_unsupported_head_dim_errors_when_forced_and_falls_back_when_automatic():
     q, k, v = _qkv((1, 2, 1, 3, 3, 256), torch.float32)
     with pytest.raises(KernelInputError, match="backend triton cannot run this call: head dim 256"):

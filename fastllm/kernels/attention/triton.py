@@ -1,10 +1,13 @@
 """The `triton` attention backend: launchers for the FlashAttention-2 kernels in triton_fwd.py and
 triton_bwd.py, with the calling convention of op.py.
 
-On a GPU the block sizes are autotuned per (head dim, causal, precision, length bucket); in the
-interpreter (TRITON_INTERPRET=1, CPU tests) one fixed small configuration runs, so short test
-sequences still cross several blocks and the masking paths are exercised. float32 inputs use
-exact (IEEE) float32 dot products, never TF32, so float32 training matches the reference.
+Tile sizes come from a table per kernel and head dim (below), not from autotuning, so the GPU
+launches go through exactly the code the interpreter tests run; when a GPU's shared memory cannot
+hold a configuration (Triton raises OutOfResources at compile time) the next, smaller one is
+tried and remembered. In the interpreter (TRITON_INTERPRET=1, CPU tests) small tiles run, so
+short test sequences still cross several blocks and every masking path is exercised. float32
+inputs use exact (IEEE) float32 dot products, never TF32, so float32 training matches the
+reference.
 """
 
 from __future__ import annotations
@@ -13,21 +16,37 @@ import os
 
 import torch
 import triton
+from triton.runtime.errors import OutOfResources
 
 from fastllm.kernels.attention.triton_bwd import (
     attention_bwd_delta_kernel,
     attention_bwd_dkdv_kernel,
     attention_bwd_dq_kernel,
 )
-from fastllm.kernels.attention.triton_fwd import attention_fwd_kernel, attention_fwd_kernel_tuned
+from fastllm.kernels.attention.triton_fwd import attention_fwd_kernel
 
-# Any head dim in [16, 128] divisible by 8 works (tiles are padded to a power of two); tuned for
-# 64 and 128. Larger heads would not fit the tiles in shared memory.
+# Any head dim in [16, 128] divisible by 8 works (tiles are padded to a power of two; the table
+# below has entries for <= 64 and <= 128). Larger heads would not fit the tiles in shared memory.
 MIN_HEAD_DIM, MAX_HEAD_DIM = 16, 128
-# Interpreter (CPU) tile; on a GPU the forward is autotuned and the backward uses BACKWARD_GPU.
-INTERPRETER_BLOCKS = {"BLOCK_M": 32, "BLOCK_N": 32}
-BACKWARD_GPU = {"dkdv": {"BLOCK_M": 32, "BLOCK_N": 64, "num_warps": 4, "num_stages": 3},
-                "dq": {"BLOCK_M": 64, "BLOCK_N": 32, "num_warps": 4, "num_stages": 3}}
+
+
+def _cfg(block_m, block_n, warps, stages):
+    return {"BLOCK_M": block_m, "BLOCK_N": block_n, "num_warps": warps, "num_stages": stages}
+
+
+# GPU candidates per kernel and head-dim class, best first (the FlashAttention-2 Triton tutorial's
+# H100/A100 choices, then smaller fallbacks for GPUs with less shared memory). Not yet tuned on
+# hardware: bench/bench_attention.py is where to tune them when a GPU is lent.
+GPU_CONFIGS = {
+    ("fwd", 64): [_cfg(128, 64, 4, 3), _cfg(64, 64, 4, 2), _cfg(32, 32, 4, 1)],
+    ("fwd", 128): [_cfg(128, 64, 8, 3), _cfg(128, 32, 8, 2), _cfg(64, 32, 4, 1)],
+    ("dkdv", 64): [_cfg(32, 128, 4, 3), _cfg(32, 64, 4, 2), _cfg(16, 32, 4, 1)],
+    ("dkdv", 128): [_cfg(32, 64, 8, 2), _cfg(32, 32, 4, 1), _cfg(16, 32, 4, 1)],
+    ("dq", 64): [_cfg(128, 32, 4, 3), _cfg(64, 32, 4, 2), _cfg(32, 16, 4, 1)],
+    ("dq", 128): [_cfg(64, 32, 8, 2), _cfg(32, 32, 4, 1), _cfg(32, 16, 4, 1)],
+}
+INTERPRETER_CONFIG = _cfg(32, 32, 4, 1)
+_working: dict[tuple, dict] = {}  # (kernel, head-dim class, device) -> the config that compiled
 
 
 def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str | None:
@@ -53,6 +72,25 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
+def _launch(kind: str, kernel, grid_of, args: tuple, meta: dict, t: torch.Tensor) -> None:
+    """Runs `kernel` with the first configuration of its table that compiles for this GPU."""
+    if _interpreting(t):
+        kernel[grid_of(INTERPRETER_CONFIG)](*args, **meta, **INTERPRETER_CONFIG)
+        return
+    head_class = 64 if meta["HEAD_DIM"] <= 64 else 128
+    key = (kind, head_class, t.device)
+    candidates = [_working[key]] if key in _working else GPU_CONFIGS[(kind, head_class)]
+    for i, cfg in enumerate(candidates):
+        try:
+            kernel[grid_of(cfg)](*args, **meta, **cfg)
+        except OutOfResources:
+            if i == len(candidates) - 1:
+                raise
+            continue
+        _working[key] = cfg
+        return
+
+
 def attention_triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                              scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     batch, heads, seq_q, head_dim = q.shape
@@ -63,12 +101,8 @@ def attention_triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
             heads, heads // kv_heads, seq_q, seq_k)
     meta = {"CAUSAL": causal, "HEAD_DIM": head_dim, "BLOCK_D": triton.next_power_of_2(head_dim),
             "PRECISION": _precision(q.dtype)}
-    if _interpreting(q):
-        grid = (triton.cdiv(seq_q, INTERPRETER_BLOCKS["BLOCK_M"]), batch * heads)
-        attention_fwd_kernel[grid](*args, **meta, **INTERPRETER_BLOCKS)
-    else:
-        grid = lambda cfg: (triton.cdiv(seq_q, cfg["BLOCK_M"]), batch * heads)
-        attention_fwd_kernel_tuned[grid](*args, **meta)
+    grid_of = lambda cfg: (triton.cdiv(seq_q, cfg["BLOCK_M"]), batch * heads)
+    _launch("fwd", attention_fwd_kernel, grid_of, args, meta, q)
     return out, lse
 
 
@@ -78,12 +112,9 @@ def attention_triton_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.
     batch, heads, seq_q, head_dim = q.shape
     kv_heads, seq_k = k.shape[1], k.shape[2]
     block_d = triton.next_power_of_2(head_dim)
-    interpreting = _interpreting(q)
-    dkdv_cfg = INTERPRETER_BLOCKS if interpreting else BACKWARD_GPU["dkdv"]
-    dq_cfg = INTERPRETER_BLOCKS if interpreting else BACKWARD_GPU["dq"]
 
     delta = torch.empty_like(lse)
-    delta_block = 32 if interpreting else 64
+    delta_block = 32 if _interpreting(q) else 64
     attention_bwd_delta_kernel[(triton.cdiv(seq_q, delta_block), batch * heads)](
         out, grad_out, grad_lse if grad_lse is not None else lse, delta, *_strides(out), *_strides(grad_out),
         heads, seq_q, HAS_DLSE=grad_lse is not None, HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_M=delta_block)
@@ -92,11 +123,12 @@ def attention_triton_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     meta = {"CAUSAL": causal, "HEAD_DIM": head_dim, "BLOCK_D": block_d, "PRECISION": _precision(q.dtype)}
-    attention_bwd_dkdv_kernel[(triton.cdiv(seq_k, dkdv_cfg["BLOCK_N"]), batch * kv_heads)](
-        q, k, v, grad_out, lse, delta, dk, dv, scale, *_strides(q), *_strides(k), *_strides(v),
-        *_strides(grad_out), *_strides(dk), *_strides(dv), heads, kv_heads, heads // kv_heads, seq_q, seq_k,
-        **meta, **dkdv_cfg)
-    attention_bwd_dq_kernel[(triton.cdiv(seq_q, dq_cfg["BLOCK_M"]), batch * heads)](
-        q, k, v, grad_out, lse, delta, dq, scale, *_strides(q), *_strides(k), *_strides(v),
-        *_strides(grad_out), *_strides(dq), heads, heads // kv_heads, seq_q, seq_k, **meta, **dq_cfg)
+    _launch("dkdv", attention_bwd_dkdv_kernel, lambda cfg: (triton.cdiv(seq_k, cfg["BLOCK_N"]), batch * kv_heads),
+            (q, k, v, grad_out, lse, delta, dk, dv, scale, *_strides(q), *_strides(k), *_strides(v),
+             *_strides(grad_out), *_strides(dk), *_strides(dv), heads, kv_heads, heads // kv_heads, seq_q, seq_k),
+            meta, q)
+    _launch("dq", attention_bwd_dq_kernel, lambda cfg: (triton.cdiv(seq_q, cfg["BLOCK_M"]), batch * heads),
+            (q, k, v, grad_out, lse, delta, dq, scale, *_strides(q), *_strides(k), *_strides(v),
+             *_strides(grad_out), *_strides(dq), heads, heads // kv_heads, seq_q, seq_k),
+            meta, q)
     return dq, dk, dv

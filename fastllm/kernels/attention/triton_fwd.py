@@ -17,9 +17,6 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
-
 
 @triton.jit
 def _fwd_block(acc, l_i, m_i, q, k_base, v_base, start_n, offs_m, offs_n, offs_d, seq_k, diag,
@@ -98,14 +95,3 @@ def attention_fwd_kernel(Q, K, V, Out, Lse, sm_scale,
     lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453  # natural log
     tl.store(Lse + bh * seq_q + offs_m, lse, mask=row_ok)
 
-
-def forward_configs() -> list[triton.Config]:
-    """Autotuning candidates on a GPU (the interpreter runs one fixed config instead)."""
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=st)
-            for bm, bn, w, st in ((128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (64, 64, 4, 3),
-                                  (128, 32, 4, 4), (64, 32, 4, 4))]
-
-
-attention_fwd_kernel_tuned = triton.autotune(
-    configs=forward_configs(), key=["seq_q", "seq_k", "HEAD_DIM", "CAUSAL", "PRECISION"],
-)(attention_fwd_kernel)
