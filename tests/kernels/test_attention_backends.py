@@ -55,6 +55,7 @@ INTERPRETER_CASES = [
     ((2, 4, 4, 1, 97, 64), True),
     ((1, 8, 1, 7, 59, 128), True),
     ((1, 2, 1, 33, 40, 64), False),
+    ((1, 4, 2, 40, 9, 64), False),  # more queries than keys (cross-attention-like)
 ]
 
 
