@@ -13,15 +13,14 @@ namespace bpe {
 // ---------------------------------------------------------------------------------------------
 constexpr size_t kInitialCacheSlots = 1 << 12;
 
-WordCache::WordCache(size_t max_entries) : max_entries_(max_entries) {
-  slots_.assign(kInitialCacheSlots, Slot{0, 0, 0, 0, 0});
-}
+WordCache::WordCache(size_t max_entries) : max_entries_(max_entries) { clear(); }
 
 void WordCache::clear() {
   slots_.assign(kInitialCacheSlots, Slot{0, 0, 0, 0, 0});
+  short_slots_.assign(kInitialCacheSlots, ShortSlot{0, 0, 0, 0});
   keys_.clear();
   ids_.clear();
-  size_ = 0;
+  size_ = short_size_ = 0;
 }
 
 void WordCache::place(const Slot& slot, uint64_t hash) {
@@ -31,22 +30,50 @@ void WordCache::place(const Slot& slot, uint64_t hash) {
   slots_[i] = slot;
 }
 
-void WordCache::grow() {
-  std::vector<Slot> old(slots_.size() * 2, Slot{0, 0, 0, 0, 0});
-  old.swap(slots_);
-  for (const Slot& slot : old)
-    if (slot.key_length) place(slot, hash_bytes(keys_.data() + slot.key_offset, slot.key_length));
+void WordCache::place_short(const ShortSlot& slot) {
+  const size_t mask = short_slots_.size() - 1;
+  size_t i = short_hash(slot.key, slot.length) & mask;
+  while (short_slots_[i].length != 0) i = (i + 1) & mask;
+  short_slots_[i] = slot;
+}
+
+uint32_t WordCache::store_ids(const uint32_t* ids, uint32_t count) {
+  if (count == 1) return ids[0];  // kept in the slot itself: one memory access less
+  const uint32_t offset = static_cast<uint32_t>(ids_.size());
+  ids_.insert(ids_.end(), ids, ids + count);
+  return offset;
+}
+
+void WordCache::make_room() {
+  if (size_ + short_size_ >= max_entries_) clear();
+}
+
+void WordCache::insert_short(uint64_t key, size_t length, const uint32_t* ids, uint32_t count) {
+  if (length == 0 || length > 8 || count > 0xFFFF) return;
+  make_room();
+  if ((short_size_ + 1) * 2 > short_slots_.size()) {
+    std::vector<ShortSlot> old(short_slots_.size() * 2, ShortSlot{0, 0, 0, 0});
+    old.swap(short_slots_);
+    for (const ShortSlot& slot : old)
+      if (slot.length) place_short(slot);
+  }
+  place_short(ShortSlot{key, store_ids(ids, count), static_cast<uint16_t>(count), static_cast<uint16_t>(length)});
+  ++short_size_;
 }
 
 void WordCache::insert(const uint8_t* word, size_t length, uint64_t hash, const uint32_t* ids, uint32_t count) {
   if (length == 0 || length > kMaxWordBytes || count > 0xFFFF) return;
-  if (size_ >= max_entries_) clear();
-  if ((size_ + 1) * 2 > slots_.size()) grow();
+  make_room();
+  if ((size_ + 1) * 2 > slots_.size()) {
+    std::vector<Slot> old(slots_.size() * 2, Slot{0, 0, 0, 0, 0});
+    old.swap(slots_);
+    for (const Slot& slot : old)
+      if (slot.key_length) place(slot, hash_bytes(keys_.data() + slot.key_offset, slot.key_length));
+  }
   place(Slot{static_cast<uint32_t>(hash >> 32), static_cast<uint32_t>(keys_.size()), static_cast<uint16_t>(length),
-             static_cast<uint16_t>(count), count == 1 ? ids[0] : static_cast<uint32_t>(ids_.size())},
+             static_cast<uint16_t>(count), store_ids(ids, count)},
         hash);
   keys_.insert(keys_.end(), word, word + length);
-  if (count > 1) ids_.insert(ids_.end(), ids, ids + count);
   ++size_;
 }
 
@@ -270,6 +297,19 @@ void BpeModel::encode_piece(const uint8_t* s, size_t n, WordCache& cache, std::v
     if (len == 1) {
       const uint32_t t = byte_token_[s[i]];
       if (t != kNoToken) out.push_back(t);
+    } else if (len <= 8) {
+      const uint64_t key = WordCache::short_key(s + i, len, n - i);
+      uint32_t count;
+      const uint32_t* ids = cache.find_short(key, len, &count);
+      if (ids && count == 1) {
+        out.push_back(*ids);
+      } else if (ids) {
+        out.insert(out.end(), ids, ids + count);
+      } else {
+        const size_t before = out.size();
+        encode_word(s + i, len, out);
+        cache.insert_short(key, len, out.data() + before, static_cast<uint32_t>(out.size() - before));
+      }
     } else {
       const uint64_t hash = hash_bytes(s + i, len);
       uint32_t count;

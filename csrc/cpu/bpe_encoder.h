@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,14 +33,37 @@ struct Merge {
 };
 
 // Remembers the tokens of recently seen words. Not thread-safe: one per thread.
-// Slots are 16 bytes and the table starts small and doubles, so the words of a typical text fit
-// in L2; when it reaches max_entries it is cleared, so a shifting input (one language, then
-// another) keeps getting hits.
+// Words of at most 8 bytes (most words of real text, leading space included) live in their own
+// table keyed by the word's bytes as one zero-padded integer: a lookup is one 16-byte slot, no
+// byte comparison. Longer words keep their bytes in an arena. Slots are 16 bytes and the tables
+// start small and double, so the words of a typical text fit in L2; when the cache holds
+// max_entries words it is cleared, so a shifting input (one language, then another) keeps hits.
 class WordCache {
  public:
   explicit WordCache(size_t max_entries = 1 << 17);
 
-  // The cached tokens of `word` (or nullptr), *count set to their number.
+  // The word's bytes as a zero-padded integer (length <= 8; `available` bytes may be read).
+  static uint64_t short_key(const uint8_t* word, size_t length, size_t available) {
+    if (available >= 8) return load_u64(word) & (length == 8 ? ~0ull : (1ull << (8 * length)) - 1);
+    uint64_t key = 0;
+    std::memcpy(&key, word, length);
+    return key;
+  }
+
+  // The cached tokens of a short word (or nullptr), *count set to their number.
+  const uint32_t* find_short(uint64_t key, size_t length, uint32_t* count) const {
+    const size_t mask = short_slots_.size() - 1;
+    for (size_t i = short_hash(key, length) & mask;; i = (i + 1) & mask) {
+      const ShortSlot& slot = short_slots_[i];
+      if (slot.length == 0) return nullptr;
+      if (slot.key == key && slot.length == length) {
+        *count = slot.id_count;
+        return slot.id_count == 1 ? &slot.ids : ids_.data() + slot.ids;
+      }
+    }
+  }
+
+  // The cached tokens of a longer word (or nullptr), *count set to their number.
   const uint32_t* find(const uint8_t* word, size_t length, uint64_t hash, uint32_t* count) const {
     const size_t mask = slots_.size() - 1;
     const uint32_t tag = static_cast<uint32_t>(hash >> 32);
@@ -52,6 +76,7 @@ class WordCache {
       }
     }
   }
+  void insert_short(uint64_t key, size_t length, const uint32_t* ids, uint32_t count);
   void insert(const uint8_t* word, size_t length, uint64_t hash, const uint32_t* ids, uint32_t count);
 
   static constexpr size_t kMaxWordBytes = 128;  // longer words are not cached
@@ -64,13 +89,23 @@ class WordCache {
     uint16_t id_count;
     uint32_t ids;         // the id itself when id_count == 1, else an offset into ids_
   };
+  struct ShortSlot {
+    uint64_t key;         // the word's bytes, zero-padded
+    uint32_t ids;         // as in Slot
+    uint16_t id_count;
+    uint16_t length;      // 0 = empty
+  };
+  static uint64_t short_hash(uint64_t key, size_t length) { return hash_u64(key ^ (static_cast<uint64_t>(length) << 60)); }
+  uint32_t store_ids(const uint32_t* ids, uint32_t count);
+  void make_room();
   void place(const Slot& slot, uint64_t hash);
-  void grow();
+  void place_short(const ShortSlot& slot);
   void clear();
   std::vector<Slot> slots_;
+  std::vector<ShortSlot> short_slots_;
   std::vector<uint8_t> keys_;
   std::vector<uint32_t> ids_;
-  size_t size_ = 0, max_entries_;
+  size_t size_ = 0, short_size_ = 0, max_entries_;
 };
 
 // Finds special-token strings in text (leftmost, then longest).
