@@ -60,3 +60,47 @@ static __device__ __forceinline__ uint32_t pack_u16(uint16_t lo, uint16_t hi) {
 }
 
 }  // namespace fastllm
+
+namespace fastllm {
+
+// ---- shared-memory fragment loads and asynchronous copies (sm_80+) ------------------------------
+//
+// ldmatrix.x4 loads four 8x8 matrices of 16-bit values; lanes 8m..8m+7 give the addresses of the
+// 8 rows of matrix m (16-byte aligned). Lane l receives, in register m, row l/4 and columns
+// 2(l%4), 2(l%4)+1 of matrix m; with .trans it receives rows 2(l%4), 2(l%4)+1 of column l/4
+// instead. So a row-major 8x8 block read plainly is an A or B fragment register whose pair runs
+// along the block's rows' contiguous dimension, and read with .trans one whose pair runs down it.
+
+static __device__ __forceinline__ uint32_t shared_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+static __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(shared_address(row)));
+}
+
+static __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(shared_address(row)));
+}
+
+// 16 bytes global -> shared without passing through registers; valid == false writes zeros
+// (src-size 0 reads nothing, so `src` only has to be some mapped address).
+static __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+               :
+               : "r"(shared_address(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+
+static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+// Waits until at most `kPending` committed groups are still in flight.
+template <int kPending>
+static __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+}  // namespace fastllm
