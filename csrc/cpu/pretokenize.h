@@ -188,7 +188,27 @@ static inline size_t whitespace_token(const uint8_t* s, size_t i, size_t n, bool
   return last_start;
 }
 
+// The common case first, with the fewest branches: " word" or "word" in ASCII. For both patterns
+// that is a letter run (optionally after one space), as the full rules below would also find.
+static inline bool ascii_word_start(const uint8_t* s, size_t i, size_t n, size_t* letters_from) {
+  const uint8_t b = s[i];
+  if (b == ' ') {
+    if (i + 1 < n && s[i + 1] < 0x80 && kAscii.cls[s[i + 1]] == kLetter) {
+      *letters_from = i + 2;
+      return true;
+    }
+    return false;
+  }
+  if (b < 0x80 && kAscii.cls[b] == kLetter) {
+    *letters_from = i + 1;
+    return true;
+  }
+  return false;
+}
+
 static inline size_t next_llama3(const uint8_t* s, size_t i, size_t n) {
+  size_t from;
+  if (ascii_word_start(s, i, n, &from)) return scan_class(s, from, n, kLetter);
   const uint8_t b = s[i];
   if (b == '\'') {
     const size_t m = contraction_len(s + i + 1, n - i - 1, true);
@@ -218,6 +238,8 @@ static inline size_t next_llama3(const uint8_t* s, size_t i, size_t n) {
 }
 
 static inline size_t next_gpt2(const uint8_t* s, size_t i, size_t n) {
+  size_t from;
+  if (ascii_word_start(s, i, n, &from)) return scan_class(s, from, n, kLetter);
   const uint8_t b = s[i];
   if (b == '\'') {
     const size_t m = contraction_len(s + i + 1, n - i - 1, false);
