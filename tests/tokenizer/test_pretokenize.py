@@ -93,3 +93,12 @@ def test_safe_cuts_do_not_change_pre_tokens():
     split = [t for piece in pieces for t in cpu().bpe.pretokenize(piece, PATTERN_IDS["llama3"])]
     assert split == cpu().bpe.pretokenize(data, PATTERN_IDS["llama3"])
     assert len(pieces) > 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80))
+def test_invalid_utf8_bytes_are_split_safely(data):
+    # Inputs are validated before they reach C++, but a stray byte must never be lost or crash.
+    for name in PATTERNS:
+        pieces = cpu().bpe.pretokenize(data, PATTERN_IDS[name])
+        assert b"".join(pieces) == data and all(pieces)
