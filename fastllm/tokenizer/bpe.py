@@ -161,6 +161,8 @@ class Tokenizer:
     def _resolve(self, allowed_special: SpecialSet, disallowed_special: SpecialSet) -> tuple[list | None, list | None]:
         if not self._added:
             return None, None
+        if disallowed_special == "all" and not allowed_special:  # the default: every special is an error
+            return None, self._all_special_indices
         allowed = (self._all_special_indices if allowed_special == "all"
                    else self._special_indices(allowed_special) if allowed_special else [])
         if disallowed_special == "all":
