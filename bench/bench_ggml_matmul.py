@@ -8,7 +8,9 @@ cannot beat ~0.69 ms, while bf16 (90 MB) needs >= 2.4 ms and fp32 (180 MB) >= 4.
 Each shape runs twice: "resident" re-reads one copy (it fits the 32 MB L3 when small enough) and
 "cycled" walks over enough copies to exceed the L3 several times, as a model's layers do. Ours
 and the peers are timed interleaved, call by call, and reported as medians; the read bandwidth
-of the machine is measured in the same run as torch's sum over a 512 MiB tensor.
+of the machine is measured in the same run as torch's sum over a 512 MiB tensor. Our weights sit
+on 2 MiB pages (GGMLLinear allocates them so, see fastllm/kernels/ggml/hugepages.py); torch's on
+whatever its allocator gives, as an nn.Linear's would.
 
     .venv/bin/python bench/bench_ggml_matmul.py [--threads 2] [--batches 1,8,64] [--quick]
 """
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from fastllm.kernels import cpu_isa, ggml
+from fastllm.kernels.ggml.hugepages import copy_to_huge_pages
 
 SHAPES = [(4096, 4096), (14336, 4096), (4096, 14336), (11008, 4096)]  # (N, K) = (out, in)
 L3_BYTES = 32 << 20
@@ -64,8 +67,9 @@ def build_impls(n: int, k: int, m: int, cycled: bool, cycle_bytes: int, gen: tor
     x = torch.randn(m, k, generator=gen)
     impls = {}
     for qtype in ("q4_0", "q8_0"):
-        packed = ggml.repack(ggml.quantize(w, qtype), qtype)
-        weights = [packed] + [packed.clone() for _ in range(copies_for(packed.numel(), cycled, cycle_bytes) - 1)]
+        packed = ggml.repack(ggml.quantize(w, qtype), qtype)  # on huge pages, as GGMLLinear keeps it
+        copies = copies_for(packed.numel(), cycled, cycle_bytes)
+        weights = [packed] + [copy_to_huge_pages(packed) for _ in range(copies - 1)]
         impls[qtype] = ([lambda p=p, q=qtype: ggml.ggml_matmul(x, p, q + "_x16", n) for p in weights],
                         packed.numel())
     # The peers multiply the dequantized Q4_0 weight, i.e. the same matrix in fp32 / bf16.

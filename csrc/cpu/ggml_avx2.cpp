@@ -17,6 +17,7 @@ namespace fastllm {
 namespace {
 
 constexpr int MR = 4;  // activation rows per register block (16 ymm registers)
+constexpr int64_t PREFETCH_AHEAD = 8192;  // see ggml_avx512.cpp
 
 static inline __m256i broadcast_dword(const int8_t* p) {
   int32_t v;
@@ -158,6 +159,12 @@ static inline void gemm_rows(const uint16_t* scales, const uint8_t* quants, int6
     __m256 acc[R];
     for (int i = 0; i < R; ++i) acc[i] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
+      if (half == 0) {
+        const char* ahead = reinterpret_cast<const char*>(quants) + b * x16_quant_bytes(type) + PREFETCH_AHEAD;
+        for (int64_t line = 0; line < x16_quant_bytes(type); line += 64) _mm_prefetch(ahead + line, _MM_HINT_T1);
+        if (b % 2 == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(scales + b * X16_ROWS) + PREFETCH_AHEAD / 8, _MM_HINT_T1);
+      }
       __m256i w[8], sgn[8];
       load_weights<type>(quants, b, half, w, sgn);
       const __m256 dw = _mm256_cvtph_ps(

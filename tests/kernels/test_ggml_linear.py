@@ -56,3 +56,15 @@ def test_trains_an_input_projection_through_frozen_weights(seeded):
     x = torch.randn(4, 64, generator=seeded, requires_grad=True)
     layer(x).sum().backward()
     torch.testing.assert_close(x.grad, layer.dequantized_weight().sum(0).expand(4, 64))
+
+
+def test_huge_page_buffers_behave_like_tensors(seeded):
+    from fastllm.kernels.ggml.hugepages import HUGE_PAGE, copy_to_huge_pages, empty_bytes
+
+    small = empty_bytes((4, 8))
+    assert small.shape == (4, 8) and small.dtype == torch.uint8
+    source = torch.randint(0, 256, (3, HUGE_PAGE // 2 + 5), dtype=torch.uint8, generator=seeded)
+    copy = copy_to_huge_pages(source)
+    assert copy.data_ptr() % HUGE_PAGE == 0 and torch.equal(copy, source)
+    copy[0, 0] += 1  # writable, and independent of the source
+    assert not torch.equal(copy, source)

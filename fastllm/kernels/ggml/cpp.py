@@ -7,6 +7,7 @@ import torch
 
 from fastllm import _ext
 from fastllm.kernels.ggml.formats import BLOCK, qtype_of, weight_shape
+from fastllm.kernels.ggml.hugepages import empty_bytes
 
 
 def _ggml():
@@ -35,7 +36,7 @@ def dequantize_cpp(blocks: torch.Tensor, qtype: str, shape: tuple[int, ...]) -> 
 def repack_cpp(blocks: torch.Tensor, qtype: str) -> torch.Tensor:
     qt = qtype_of(qtype, plain_only=True)
     n, k = blocks.shape[0], blocks.shape[1] // qt.type_size * BLOCK
-    out = torch.empty(weight_shape(qtype_of(qtype + "_x16"), n, k), dtype=torch.uint8)
+    out = empty_bytes(weight_shape(qtype_of(qtype + "_x16"), n, k))  # streamed by every GEMV
     _ggml().repack(qtype, blocks.data_ptr(), out.data_ptr(), n, k, _ext.num_threads())
     return out
 

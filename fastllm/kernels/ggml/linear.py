@@ -19,6 +19,7 @@ from fastllm.kernels.ggml.formats import (
     weight_shape,
     x16_name,
 )
+from fastllm.kernels.ggml.hugepages import empty_bytes
 from fastllm.kernels.ggml.op import ggml_matmul
 
 
@@ -32,7 +33,9 @@ class GGMLLinear(nn.Module):
         check_row_length("in_features", in_features)
         self.in_features, self.out_features, self.qtype = in_features, out_features, qtype
         shape = weight_shape(qtype_of(x16_name(qtype)), out_features, in_features)
-        self.register_buffer("packed", torch.zeros(shape, dtype=torch.uint8, device=device))
+        on_cpu = device is None or torch.device(device).type == "cpu"
+        packed = empty_bytes(shape).zero_() if on_cpu else torch.zeros(shape, dtype=torch.uint8, device=device)
+        self.register_buffer("packed", packed)
         self.register_buffer("bias", torch.zeros(out_features, device=device) if bias else None)
 
     @property
