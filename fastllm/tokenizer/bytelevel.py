@@ -27,15 +27,31 @@ def char_to_byte() -> dict[str, int]:
     return {c: b for b, c in enumerate(byte_to_char())}
 
 
+@functools.cache
+def _to_chars() -> dict[int, str]:
+    """str.translate table: Latin-1 character of byte b -> its byte-level character."""
+    return {b: c for b, c in enumerate(byte_to_char())}
+
+
+@functools.cache
+def _to_latin1() -> dict[int, str | None]:
+    """str.translate table back; Latin-1 characters outside the alphabet are deleted (so a
+    length change reveals them), characters above U+00FF outside it fail the Latin-1 encode."""
+    table: dict[int, str | None] = {b: None for b in range(256)}
+    table.update({ord(c): chr(b) for b, c in enumerate(byte_to_char())})
+    return table
+
+
 def bytes_to_token(data: bytes) -> str:
-    chars = byte_to_char()
-    return "".join(chars[b] for b in data)
+    return data.decode("latin-1").translate(_to_chars())
 
 
 def token_to_bytes(token: str) -> bytes | None:
     """The bytes a byte-level token string spells, or None if it uses other characters."""
-    table = char_to_byte()
+    latin1 = token.translate(_to_latin1())
+    if len(latin1) != len(token):
+        return None
     try:
-        return bytes(table[c] for c in token)
-    except KeyError:
+        return latin1.encode("latin-1")
+    except UnicodeEncodeError:
         return None

@@ -40,9 +40,9 @@ def to_json_dict(tok: Tokenizer) -> dict[str, Any]:
         split = {"type": "Split", "pattern": {"Regex": PATTERNS[tok.pattern]}, "behavior": "Isolated",
                  "invert": False}
         pre_tokenizer = {"type": "Sequence", "pretokenizers": [split, _byte_level(False)]}
-    tokens = tok.tokens
-    vocab = {bytes_to_token(t): i for i, t in enumerate(tokens) if t is not None}
-    merges = [[bytes_to_token(tokens[a]), bytes_to_token(tokens[b])] for a, b in tok.merges]
+    strings = [None if t is None else bytes_to_token(t) for t in tok.tokens]
+    vocab = {t: i for i, t in enumerate(strings) if t is not None}
+    merges = [[strings[a], strings[b]] for a, b in tok.merges]
     added = [{"id": t.id, "content": t.content, "single_word": False, "lstrip": False, "rstrip": False,
               "normalized": False, "special": t.special} for t in tok.added_tokens]
     return {
@@ -61,7 +61,23 @@ def to_json_dict(tok: Tokenizer) -> dict[str, Any]:
 
 
 def dump_tokenizer_json(tok: Tokenizer) -> str:
-    return json.dumps(to_json_dict(tok), ensure_ascii=False, indent=2) + "\n"
+    """tokenizer.json text: one line per top-level field, per vocab entry and per merge, written
+    with json's C encoder (its pure-Python pretty printer takes seconds on a large vocabulary).
+    Byte-level token strings never contain a space, so '], [' only occurs between merges."""
+    obj = to_json_dict(tok)
+    model = obj.pop("model")
+    vocab, merges = model.pop("vocab"), model.pop("merges")
+
+    def dumps(value, separators=(", ", ": ")) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=separators)
+
+    vocab_text = dumps(vocab, separators=(",\n      ", ": "))
+    merges_text = dumps(merges).replace("], [", "],\n      [")
+    lines = ["{"] + [f"  {dumps(k)}: {dumps(v)}," for k, v in obj.items()] + ['  "model": {']
+    lines += [f"    {dumps(k)}: {dumps(v)}," for k, v in model.items()]
+    lines += [f'    "vocab": {{\n      {vocab_text[1:-1]}\n    }},',
+              f'    "merges": [\n      {merges_text[1:-1]}\n    ]' if merges else '    "merges": []']
+    return "\n".join(lines + ["  }", "}"]) + "\n"
 
 
 def read_tokenizer_json(path: Path) -> Tokenizer:
