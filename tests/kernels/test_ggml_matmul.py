@@ -87,6 +87,15 @@ def test_batches_and_odd_sizes_match_ref(qtype, seeded):
             assert_within_accumulation_budget(y, x, blocks, qtype)
 
 
+def test_long_rows_take_several_passes_over_the_weights(cpu_isa, seeded):
+    # 1024 blocks a row: the driver splits 20 activation rows into passes of 8 (rows_per_pass).
+    _, blocks = random_weight(3, 32 * 1024, "q4_0", seeded)
+    x = torch.randn(20, 32 * 1024, generator=seeded)
+    y = ggml.ggml_matmul(x, blocks, "q4_0", 3)
+    assert_within_accumulation_budget(y, x, blocks, "q4_0")
+    assert torch.equal(y[13:14], ggml.ggml_matmul(x[13:14], blocks, "q4_0", 3))
+
+
 def test_leading_dimensions_and_half_precision(seeded):
     _, blocks = random_weight(24, 64, "q4_0", seeded)
     x = torch.randn(2, 3, 64, generator=seeded)
