@@ -113,11 +113,11 @@ def test_triton_opcheck(seeded):
 def test_gpu_launcher_falls_back_to_smaller_tiles_on_out_of_resources(monkeypatch):
     """The table-driven GPU launch (exercised here with a stand-in kernel): a configuration whose
     tiles do not fit shared memory is skipped, the one that compiles is remembered."""
-    import sys
+    import importlib
 
     from triton.runtime.errors import OutOfResources
 
-    module = sys.modules["fastllm.kernels.attention.triton"]
+    module = importlib.import_module("fastllm.kernels.attention.triton")
     monkeypatch.setattr(module, "_interpreting", lambda t: False)
     monkeypatch.setattr(module, "_working", {})
     launched = []
@@ -130,13 +130,13 @@ def test_gpu_launcher_falls_back_to_smaller_tiles_on_out_of_resources(monkeypatc
                 launched.append((grid, meta["BLOCK_M"], meta["BLOCK_N"], meta["num_stages"]))
             return run
 
-    t = torch.empty(1)
+    t = torch.empty(1, dtype=torch.float16)
     for _ in range(2):
         module._launch("fwd", StandInKernel(), lambda cfg: (cfg["BLOCK_M"],), (), {"HEAD_DIM": 128}, t)
-    fitting = next(cfg for cfg in module.GPU_CONFIGS[("fwd", 128)] if cfg["BLOCK_M"] != 128)
+    fitting = next(cfg for cfg in module.GPU_CONFIGS[("fwd", 128, 2)] if cfg["BLOCK_M"] != 128)
     expected = ((fitting["BLOCK_M"],), fitting["BLOCK_M"], fitting["BLOCK_N"], fitting["num_stages"])
     assert launched == [expected, expected]
-    assert module._working[("fwd", 128, t.device)] == fitting
+    assert module._working[("fwd", 128, 2, t.device)] == fitting
 
 
 def test_unsupported_head_dim_errors_when_forced_and_falls_back_when_automatic():

@@ -34,19 +34,27 @@ def _cfg(block_m, block_n, warps, stages):
     return {"BLOCK_M": block_m, "BLOCK_N": block_n, "num_warps": warps, "num_stages": stages}
 
 
-# GPU candidates per kernel and head-dim class, best first (the FlashAttention-2 Triton tutorial's
-# H100/A100 choices, then smaller fallbacks for GPUs with less shared memory). Not yet tuned on
-# hardware: bench/bench_attention.py is where to tune them when a GPU is lent.
+# GPU candidates per (kernel, head-dim class, element bytes), best first: for 16-bit inputs the
+# FlashAttention-2 Triton tutorial's H100/A100 choices, then smaller fallbacks for GPUs with less
+# shared memory; float32 (a correctness path: exact-float32 training) needs twice the bytes per
+# tile, so it starts small. Not yet timed on hardware: tune them with bench/bench_attention.py
+# when a GPU is lent. tests/kernels/test_triton_compile.py compiles every entry for sm_90.
 GPU_CONFIGS = {
-    ("fwd", 64): [_cfg(128, 64, 4, 3), _cfg(64, 64, 4, 2), _cfg(32, 32, 4, 1)],
-    ("fwd", 128): [_cfg(128, 64, 8, 3), _cfg(128, 32, 8, 2), _cfg(64, 32, 4, 1)],
-    ("dkdv", 64): [_cfg(32, 128, 4, 3), _cfg(32, 64, 4, 2), _cfg(16, 32, 4, 1)],
-    ("dkdv", 128): [_cfg(32, 64, 8, 2), _cfg(32, 32, 4, 1), _cfg(16, 32, 4, 1)],
-    ("dq", 64): [_cfg(128, 32, 4, 3), _cfg(64, 32, 4, 2), _cfg(32, 16, 4, 1)],
-    ("dq", 128): [_cfg(64, 32, 8, 2), _cfg(32, 32, 4, 1), _cfg(32, 16, 4, 1)],
+    ("fwd", 64, 2): [_cfg(128, 64, 4, 3), _cfg(64, 64, 4, 2), _cfg(32, 32, 4, 1)],
+    ("fwd", 128, 2): [_cfg(128, 64, 8, 3), _cfg(128, 32, 8, 2), _cfg(64, 32, 4, 1)],
+    ("dkdv", 64, 2): [_cfg(32, 128, 4, 3), _cfg(32, 64, 4, 2), _cfg(16, 32, 4, 1)],
+    ("dkdv", 128, 2): [_cfg(32, 64, 8, 2), _cfg(32, 32, 4, 1), _cfg(16, 32, 4, 1)],
+    ("dq", 64, 2): [_cfg(128, 32, 4, 3), _cfg(64, 32, 4, 2), _cfg(32, 16, 4, 1)],
+    ("dq", 128, 2): [_cfg(64, 32, 8, 2), _cfg(32, 32, 4, 1), _cfg(32, 16, 4, 1)],
+    ("fwd", 64, 4): [_cfg(64, 32, 4, 2), _cfg(32, 32, 4, 1)],
+    ("fwd", 128, 4): [_cfg(64, 32, 4, 2), _cfg(32, 32, 4, 1)],
+    ("dkdv", 64, 4): [_cfg(32, 32, 4, 2), _cfg(16, 32, 4, 1)],
+    ("dkdv", 128, 4): [_cfg(32, 32, 4, 2), _cfg(16, 16, 4, 1)],
+    ("dq", 64, 4): [_cfg(32, 32, 4, 2), _cfg(16, 16, 4, 1)],
+    ("dq", 128, 4): [_cfg(32, 32, 4, 2), _cfg(16, 16, 4, 1)],
 }
 INTERPRETER_CONFIG = _cfg(32, 32, 4, 1)
-_working: dict[tuple, dict] = {}  # (kernel, head-dim class, device) -> the config that compiled
+_working: dict[tuple, dict] = {}  # (kernel, head-dim class, bytes, device) -> the config that compiled
 
 
 def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str | None:
@@ -77,9 +85,9 @@ def _launch(kind: str, kernel, grid_of, args: tuple, meta: dict, t: torch.Tensor
     if _interpreting(t):
         kernel[grid_of(INTERPRETER_CONFIG)](*args, **meta, **INTERPRETER_CONFIG)
         return
-    head_class = 64 if meta["HEAD_DIM"] <= 64 else 128
-    key = (kind, head_class, t.device)
-    candidates = [_working[key]] if key in _working else GPU_CONFIGS[(kind, head_class)]
+    table = (kind, 64 if meta["HEAD_DIM"] <= 64 else 128, t.element_size())
+    key = (*table, t.device)
+    candidates = [_working[key]] if key in _working else GPU_CONFIGS[table]
     for i, cfg in enumerate(candidates):
         try:
             kernel[grid_of(cfg)](*args, **meta, **cfg)

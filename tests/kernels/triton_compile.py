@@ -1,0 +1,73 @@
+"""Compiles fastllm's Triton kernels for an NVIDIA target on a machine without a GPU (Triton
+bundles ptxas), with the tile configurations the launchers use first, and prints one JSON line
+per kernel with its shared-memory use. Run with TRITON_INTERPRET unset (the interpreter replaces
+@triton.jit functions); tests/kernels/test_triton_compile.py runs it in a subprocess.
+
+    python tests/kernels/triton_compile.py [arch=90]
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from fastllm.kernels.attention.triton import GPU_CONFIGS
+from fastllm.kernels.attention.triton_bwd import (
+    attention_bwd_delta_kernel,
+    attention_bwd_dkdv_kernel,
+    attention_bwd_dq_kernel,
+)
+from fastllm.kernels.attention.triton_fwd import attention_fwd_kernel
+from fastllm.kernels.rope.triton import _rope_kernel
+
+TRITON_TYPES = {2: "bf16", 4: "fp32"}
+
+
+def compile_kernel(kernel, types: dict[str, str], constexprs: dict, target, num_warps=4, num_stages=1) -> dict:
+    names = list(inspect.signature(kernel.fn).parameters)
+    signature = {n: "constexpr" if n in constexprs else types.get(n, "i32") for n in names}
+    source = ASTSource(fn=kernel, signature=signature,
+                       constexprs={(names.index(k),): v for k, v in constexprs.items()})
+    compiled = triton.compile(source, target=target, options={"num_warps": num_warps, "num_stages": num_stages})
+    return {"kernel": kernel.fn.__name__, "shared": compiled.metadata.shared}
+
+
+def attention_kernels(element_bytes: int, head_dim: int, target) -> list[dict]:
+    ptr = f"*{TRITON_TYPES[element_bytes]}"
+    tensors = {name: ptr for name in ("Q", "K", "V", "Out", "dOut", "dK", "dV", "dQ")}
+    types = {**tensors, "Lse": "*fp32", "Delta": "*fp32", "dLse": "*fp32", "sm_scale": "fp32"}
+    meta = {"CAUSAL": True, "HEAD_DIM": head_dim, "BLOCK_D": head_dim,
+            "PRECISION": "ieee" if element_bytes == 4 else "tf32"}
+    results = []
+    for kind, kernel in (("fwd", attention_fwd_kernel), ("dkdv", attention_bwd_dkdv_kernel),
+                         ("dq", attention_bwd_dq_kernel)):
+        cfg = dict(GPU_CONFIGS[(kind, head_dim, element_bytes)][0])
+        warps, stages = cfg.pop("num_warps"), cfg.pop("num_stages")
+        result = compile_kernel(kernel, types, {**meta, **cfg}, target, warps, stages)
+        results.append({**result, "head_dim": head_dim, "bytes": element_bytes})
+    delta = compile_kernel(attention_bwd_delta_kernel, types, {"HAS_DLSE": True, "HEAD_DIM": head_dim,
+                                                              "BLOCK_D": head_dim, "BLOCK_M": 64}, target)
+    return results + [{**delta, "head_dim": head_dim, "bytes": element_bytes}]
+
+
+def main() -> None:
+    arch = int(sys.argv[1]) if len(sys.argv) > 1 else 90
+    target = GPUTarget("cuda", arch, 32)
+    rope_types = {name: "*bf16" for name in ("q_ptr", "k_ptr", "q_out_ptr", "k_out_ptr")}
+    rope_types.update({"cos_ptr": "*fp32", "sin_ptr": "*fp32", "pos_ptr": "*i64", "offset": "i64"})
+    results = [compile_kernel(_rope_kernel, rope_types, {"HAS_POSITIONS": True, "INVERSE": True,
+                                                         "BLOCK_H": 32, "BLOCK_D": 64}, target)]
+    for head_dim in (64, 128):
+        results += attention_kernels(2, head_dim, target)
+    results += attention_kernels(4, 128, target)
+    for result in results:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
