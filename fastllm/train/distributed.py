@@ -54,6 +54,9 @@ def setup(device_name: str) -> Dist:
 
 def teardown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
+        # Every process finishes its collectives before any tears the group down; a gloo group
+        # destroyed while a peer still talks to it can abort at interpreter exit.
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -56,14 +56,15 @@ class TrainResult:
 
 def pretrain(config: PretrainConfig) -> TrainResult:
     deterministic_before = torch.are_deterministic_algorithms_enabled()
-    trainer = None
     try:
         trainer = Trainer(config)
-        return trainer.run()
+        result = trainer.run()
+        # Only after success: tearing a group down while a failed peer is mid-collective hangs;
+        # on failure torchrun stops the other processes.
+        distributed.teardown(trainer.dist)
+        return result
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
-        if trainer is not None:
-            distributed.teardown(trainer.dist)
 
 
 def enable_activation_checkpointing(model: Llama) -> None:

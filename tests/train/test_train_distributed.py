@@ -23,7 +23,7 @@ STEPS = 20
 def _torchrun(config_path: Path, *flags: str) -> None:
     env = {**os.environ, "FASTLLM_QUIET": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "fastllm", "pretrain", "--config", str(config_path), *flags]
+           "-m", "fastllm", "pretrain", "--config", str(config_path), "--quiet", *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=Path(__file__).parents[2])
     assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-3000:]
 
