@@ -131,3 +131,13 @@ def test_pieces_are_never_cut_inside_a_special_token(tmp_path, monkeypatch):
     tok = train_bpe(path, 400, special_tokens=[special], min_frequency=1)
     assert tok.hash() == train_bpe([text], 400, special_tokens=[special], min_frequency=1).hash()
     assert not any(b"<|im" in tok.token_bytes(i) for i in range(256, 399))
+
+
+def test_streaming_batches_with_repeated_prunes_are_thread_independent(monkeypatch):
+    from fastllm.tokenizer import train as train_module
+
+    monkeypatch.setattr(train_module, "BATCH_BYTES", 200_000)  # many batches, a prune after several
+    files = shakespeare_files()[:6]
+    one, stats = train_bpe_with_stats(files, 700, max_words=3000, num_threads=1)
+    two, _ = train_bpe_with_stats(files, 700, max_words=3000, num_threads=2)
+    assert stats.prunes > 1 and one.hash() == two.hash()
