@@ -27,6 +27,9 @@ class GenerateConfig:
     def validate(self) -> None:
         if self.max_new_tokens <= 0 or self.num_samples <= 0:
             raise ValueError("max_new_tokens and num_samples must be positive")
+        from fastllm.model.generate import Sampling
+
+        Sampling(self.temperature, self.top_k, self.top_p).validate()
 
 
 def run(config: GenerateConfig) -> int:

@@ -59,3 +59,26 @@ def test_filters_keep_only_allowed_tokens():
 def test_bad_sampling_arguments(model, kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate(model, [1], 3, **kwargs)
+
+
+def test_generate_cli_prints_samples_and_rejects_bad_input(tmp_path, capsys):
+    from fastllm.cli.main import main
+    from fastllm.model import save_pretrained
+    from fastllm.tokenizer import train_bpe
+
+    tokenizer = train_bpe(["so fair and foul a day I have not seen. " * 20], 280)
+    torch.manual_seed(0)
+    config = ModelConfig.preset("tiny", vocab_size=tokenizer.vocab_size, n_layers=1, max_seq_len=64,
+                                eos_id=tokenizer.eos_id)
+    save_pretrained(Llama(config), tmp_path / "model", tokenizer=tokenizer)
+    args = ["generate", "--model", str(tmp_path / "model"), "--max_new_tokens=8", "--seed=3", "--quiet"]
+    assert main([*args, "--prompt", "so fair", "--num_samples=2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("--- sample") == 2 and out.count("so fair") == 2
+    assert main([*args, "--temperature=0"]) == 0  # empty prompt: starts from the eos separator
+    capsys.readouterr()
+    (tmp_path / "model" / "tokenizer.json").unlink()
+    assert main(args) == 1
+    assert "no tokenizer.json found" in capsys.readouterr().err
+    assert main([*args, "--top_p=0"]) == 1
+    assert "top_p must be in (0, 1]" in capsys.readouterr().err

@@ -155,3 +155,12 @@ def test_bad_input_is_one_line_errors(shards, tmp_path):
         pretrain(make_config(other, tmp_path / "y", **base))
     with pytest.raises(InputFormatError, match="index.json: (missing|no shard index)"):
         pretrain(make_config(tmp_path / "nothing", tmp_path / "y", **base))
+
+
+def test_tokenizer_that_did_not_make_the_shards_is_rejected(shards, tmp_path):
+    from fastllm.tokenizer import train_bpe
+
+    train_bpe(["some other text " * 10], 270).save(tmp_path / "tokenizer.json")
+    with pytest.raises(ConfigError, match=r"index.json: the shards were tokenized with tokenizer test-tokeniz, "
+                                          r"but .*tokenizer.json is [0-9a-f]{12}"):
+        pretrain(make_config(shards, tmp_path / "run", steps=1, data={"tokenizer": str(tmp_path / "tokenizer.json")}))
