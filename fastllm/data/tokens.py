@@ -74,9 +74,12 @@ def tokenize_task(task: dict[str, Any]) -> dict[str, Any]:
     with atomic_write(out / f"{task['part']}.tokens.bin", "wb") as handle:
         for start in range(0, len(rows), task["batch_docs"]):
             batch = [texts[r] for r in rows[start:start + task["batch_docs"]]]
-            for j, ids_ in enumerate(tokenizer.encode_batch(batch, num_threads=task["threads"])):
-                lengths[start + j] = len(ids_)
-                handle.write(np.asarray(ids_, dtype=np.uint32).tobytes())
+            # Special-token text inside a document (e.g. a page quoting "<|end_of_text|>") is data,
+            # not a control token: encode it as plain text rather than refusing the document.
+            tokens, offsets = tokenizer.encode_batch_flat(batch, num_threads=task["threads"],
+                                                          disallowed_special=())
+            lengths[start:start + len(batch)] = np.diff(offsets)
+            handle.write(np.ascontiguousarray(tokens, dtype=np.uint32).tobytes())
     _save(out / f"{task['part']}.lengths.npy", lengths)
     _save(out / f"{task['part']}.splits.npy", splits)
     result = {"part": task["part"], "source": task["source"], "docs": int(len(rows)),

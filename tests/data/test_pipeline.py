@@ -21,6 +21,7 @@ from tests.data.corpus import kjv_paragraphs, play_files
 
 EMAILS = [f"reader{i}@example.org" for i in range(4)]
 CARD = "4111 1111 1111 1111"
+SPECIAL_TEXT = "the marker <|end_of_text|> is only text here"
 
 
 QUALITY = {"min_words": 20, "max_top_ngram": {}, "max_dup_lines": None, "max_dup_line_chars": None}
@@ -41,6 +42,7 @@ def _corpus(root: Path) -> dict[str, Path]:
         docs.append(" ".join(words))
     for i, email in enumerate(EMAILS):                                           # PII
         docs[20 + i] = docs[20 + i] + f" Write to {email} or pay with card {CARD}."
+    docs[25] = docs[25] + f" {SPECIAL_TEXT}"                                     # special-token text
     eval_texts = paragraphs[30:33]                                               # contamination
     lines = [json.dumps({"text": d, "id": f"kjv{i}"}) for i, d in enumerate(docs)]
     lines.insert(50, '{"text": "a broken record')                                # quarantine
@@ -113,6 +115,10 @@ def test_injected_problems_are_caught(e2e):
     text = _all_text(out)
     assert not any(e in text for e in EMAILS) and CARD not in text and "<EMAIL>" in text
     assert not any(t[:200] in text for t in info["eval_texts"])
+    assert SPECIAL_TEXT in text  # the document was kept, not refused for its special-token text
+    shards = ShardSet.open(out)  # ... and that text is plain tokens: eos only ends documents
+    eos_count = sum(int((t == shards.eos_id).sum()) for split in ("train", "val") for t in shards.split(split))
+    assert eos_count == shards.num_documents("train") + shards.num_documents("val")
     assert "too_few_words" in _drops(stats, "quality", "shakespeare")
     assert "report.md" in {p.name for p in out.iterdir()} and "exact" in (out / "report.md").read_text()
 
