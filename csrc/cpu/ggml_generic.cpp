@@ -150,26 +150,25 @@ void dequantize_row_q8_0(const block_q8_0* x, float* y, int64_t k) {
 
 void repack_tile_x16(GgmlType type, const uint8_t* src, int64_t src_stride, int rows, int64_t nb,
                      uint8_t* tile) {
+  // Also the per-tile step of a matmul on plain rows, so it moves 4-byte words, not bytes.
   const int64_t bsize = block_bytes(type), qbytes = x16_quant_bytes(type);
+  const int chunks = type == GgmlType::q4_0 ? 4 : 8;
+  const uint32_t flip = type == GgmlType::q4_0 ? 0u : 0x80808080u;  // q8_0: store q + 128
   uint16_t* scales = reinterpret_cast<uint16_t*>(tile);
   uint8_t* quants = tile + x16_scale_bytes(nb);
-  std::memset(tile, 0, x16_tile_bytes(type, nb));
-  for (int r = 0; r < X16_ROWS; ++r) {
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* q = quants + b * qbytes + r * 4;
-      if (r >= rows) {  // padding row: scale 0, quants that decode to 0
-        if (type == GgmlType::q8_0)
-          for (int c = 0; c < 8; ++c) std::memset(q + c * 64, 0x80, 4);
-        continue;
-      }
-      const uint8_t* block = src + r * src_stride + b * bsize;
-      std::memcpy(&scales[b * X16_ROWS + r], block, 2);
-      const int chunks = type == GgmlType::q4_0 ? 4 : 8;
+  std::memset(tile + nb * X16_ROWS * 2, 0, x16_scale_bytes(nb) - nb * X16_ROWS * 2);  // alignment pad
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* q = quants + b * qbytes;
+    for (int r = 0; r < X16_ROWS; ++r) {
+      const uint8_t* block = r < rows ? src + r * src_stride + b * bsize : nullptr;
+      uint16_t scale = 0;  // padding rows: scale 0 and quants that decode to 0
+      if (block) std::memcpy(&scale, block, 2);
+      scales[b * X16_ROWS + r] = scale;
       for (int c = 0; c < chunks; ++c) {
-        for (int j = 0; j < 4; ++j) {
-          const uint8_t byte = block[2 + c * 4 + j];
-          q[c * 64 + j] = type == GgmlType::q4_0 ? byte : static_cast<uint8_t>(byte ^ 0x80);
-        }
+        uint32_t word = 0;
+        if (block) std::memcpy(&word, block + 2 + c * 4, 4);
+        word ^= flip;
+        std::memcpy(q + c * 64 + r * 4, &word, 4);
       }
     }
   }
