@@ -21,7 +21,7 @@ class PipelineConfig:
     seq_len: int = field(default=256, metadata=_help("training window in tokens"))
     batch_size: int = field(default=16, metadata=_help("sequences per optimizer step"))
     micro_batch: int = field(default=16, metadata=_help("sequences per forward pass"))
-    steps: int = field(default=350, metadata=_help("optimizer steps"))
+    steps: int = field(default=500, metadata=_help("optimizer steps"))
     lr: float = field(default=3e-3, metadata=_help("peak learning rate (warmup + cosine)"))
     warmup_steps: int = field(default=30, metadata=_help("linear warmup steps"))
     eval_every: int = field(default=50, metadata=_help("validation loss every N steps during training"))
