@@ -12,7 +12,6 @@ with eos_id), which is the standard way of packing pretraining data.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +19,6 @@ import numpy as np
 import torch
 
 from fastllm.utils.errors import InputFormatError
-
-SHARDS_FORMAT = "fastllm-shards-v1"
 
 
 @dataclass
@@ -42,44 +39,12 @@ class Shards:
 
 
 def open_shards(path: str | Path) -> Shards:
-    """Opens a shard directory through fastllm.data's ShardSet when available, else its index.json."""
-    path = Path(path)
-    try:
-        from fastllm.data.shards import ShardSet
-    except ImportError:
-        return _read_index(path)
+    """Opens a shard directory with fastllm.data's ShardSet (which validates the index and sizes)."""
+    from fastllm.data.shards import ShardSet
+
     shard_set = ShardSet.open(path)
     splits = {name: list(shard_set.split(name)) for name in shard_set.splits()}
-    return Shards(path, int(shard_set.vocab_size), str(shard_set.tokenizer_hash), shard_set.eos_id, splits)
-
-
-def _read_index(path: Path) -> Shards:
-    index_path = path / "index.json"
-    if not index_path.is_file():
-        raise InputFormatError(f"{index_path}: missing; is {path} a token shard directory (fastllm prepare)?")
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-        if index.get("format") != SHARDS_FORMAT:
-            raise InputFormatError(f"{index_path}: format is {index.get('format')!r}, expected {SHARDS_FORMAT!r}")
-        dtype = np.dtype({"uint16": "<u2", "uint32": "<u4"}[index["dtype"]])
-        splits = {name: [_memmap(path / entry["file"], dtype, int(entry["tokens"])) for entry in entries]
-                  for name, entries in index["splits"].items()}
-        return Shards(path, int(index["vocab_size"]), str(index["tokenizer_hash"]), index.get("eos_id"), splits)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputFormatError(f"{index_path}: not valid JSON ({exc})") from None
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise InputFormatError(f"{index_path}: missing or malformed field {exc}") from None
-
-
-def _memmap(file: Path, dtype: np.dtype, tokens: int) -> np.ndarray:
-    if not file.is_file():
-        raise InputFormatError(f"{file}: shard listed in index.json is missing")
-    if file.stat().st_size != tokens * dtype.itemsize:
-        raise InputFormatError(f"{file}: {file.stat().st_size} bytes, index.json says {tokens} tokens "
-                               f"of {dtype.itemsize} bytes; the shard is truncated or corrupt")
-    if tokens == 0:
-        return np.zeros(0, dtype=dtype)
-    return np.memmap(file, dtype=dtype, mode="r")
+    return Shards(Path(path), int(shard_set.vocab_size), str(shard_set.tokenizer_hash), shard_set.eos_id, splits)
 
 
 class WindowSampler:

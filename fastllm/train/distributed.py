@@ -136,12 +136,3 @@ def all_gather_objects(obj, d: Dist) -> list:
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()
-
-
-def broadcast_flag(flag: bool, d: Dist) -> bool:
-    """Rank 0's boolean on every process."""
-    if not d.enabled:
-        return flag
-    value = torch.tensor([1 if flag else 0], device=d.device if d.device.type == "cuda" else "cpu")
-    dist.broadcast(value, src=0)
-    return bool(value.item())

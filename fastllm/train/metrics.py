@@ -62,8 +62,10 @@ def plot_losses(records: list[dict[str, Any]], out: Path, title: str = "training
     val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
     if not train and not val:
         return None
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:  # the `plot` extra is optional; metrics.jsonl has the same numbers
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
