@@ -109,6 +109,10 @@ def test_cli_bad_input(model_dir, tmp_path, capsys):
         ([], "give either --text files or --shards"),
         (["--text", str(model_dir / "a.txt"), "--windw=3"], "unknown flag --windw"),
     ]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "index.json").write_text(json.dumps({**index, "splits": {"train": [], "val": []}}))
+    cases.append((["--shards", str(empty)], "split 'val' is empty or missing"))
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00bad")
     cases.append((["--text", str(tmp_path / "bin.txt")], "bin.txt: not UTF-8 text"))
     for args, message in cases:
