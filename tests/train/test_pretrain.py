@@ -164,3 +164,32 @@ def test_tokenizer_that_did_not_make_the_shards_is_rejected(shards, tmp_path):
     with pytest.raises(ConfigError, match=r"index.json: the shards were tokenized with tokenizer test-tokeniz, "
                                           r"but .*tokenizer.json is [0-9a-f]{12}"):
         pretrain(make_config(shards, tmp_path / "run", steps=1, data={"tokenizer": str(tmp_path / "tokenizer.json")}))
+
+
+def test_resume_with_another_world_size_is_refused(shards, tmp_path):
+    from fastllm.train import checkpoint
+
+    out = tmp_path / "run"
+    pretrain(make_config(shards, out, steps=2, save_every=2, save_model=False))
+    step_dir = out / "ckpt" / "step-00000002"
+    state = json.loads((step_dir / "state.json").read_text())
+    (step_dir / "state.json").write_text(json.dumps({**state, "world_size": 2}))
+    manifest = json.loads((step_dir / "manifest.json").read_text())
+    manifest["files"]["state.json"] = {"sha256": checkpoint._sha256(step_dir / "state.json"),
+                                       "bytes": (step_dir / "state.json").stat().st_size}
+    (step_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="written by 2 process\\(es\\), this run has 1"):
+        pretrain(make_config(shards, out, steps=4, save_model=False, resume=True))
+
+
+@pytest.mark.cuda
+def test_gpu_bf16_training_logs_mfu(shards, tmp_path):
+    result = pretrain(make_config(shards, tmp_path / "gpu", steps=6, save_every=0, deterministic=False,
+                                  device="cuda", save_model=False))
+    records = [json.loads(line) for line in (tmp_path / "gpu" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(x) for x in result.losses)
+    assert result.losses[-1] < result.losses[0]
+    from fastllm.train.metrics import peak_flops
+
+    if peak_flops(torch.device("cuda")) is not None:  # a card with a known bf16 peak
+        assert all(0 < r["mfu"] < 1 for r in records if "loss" in r)
