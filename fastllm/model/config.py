@@ -30,6 +30,9 @@ class ModelConfig:
     norm_eps: float = field(default=1e-5, metadata={"help": "RMSNorm epsilon"})
     tie_embeddings: bool = field(default=True, metadata={"help": "share the embedding and output matrices"})
     init_std: float = field(default=0.02, metadata={"help": "std of the normal weight init"})
+    rope_scaling: dict[str, float] | None = field(default=None, metadata={
+        "help": "Llama 3.1-style RoPE scaling: factor, low_freq_factor, high_freq_factor, "
+                "original_max_position_embeddings (None: plain RoPE)"})
     bos_id: int | None = field(default=None, metadata={"help": "beginning-of-text token id"})
     eos_id: int | None = field(default=None, metadata={"help": "end-of-text token id"})
 
@@ -49,6 +52,10 @@ class ModelConfig:
             raise ValueError(f"head_dim must be positive and even for RoPE, got {self.head_dim}")
         if not (self.rope_theta > 0 and self.norm_eps > 0 and self.init_std > 0):
             raise ValueError("rope_theta, norm_eps and init_std must be positive")
+        if self.rope_scaling is not None:
+            missing = {*LLAMA3_SCALING_KEYS} - set(self.rope_scaling)
+            if missing:
+                raise ValueError(f"rope_scaling needs {sorted(missing)}")
         for name in ("bos_id", "eos_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
@@ -97,8 +104,9 @@ class ModelConfig:
             "initializer_range": self.init_std,
             "rms_norm_eps": self.norm_eps,
             "rope_theta": self.rope_theta,
-            "rope_parameters": {"rope_type": "default", "rope_theta": self.rope_theta},
-            "rope_scaling": None,
+            "rope_parameters": {"rope_type": "llama3" if self.rope_scaling else "default",
+                                "rope_theta": self.rope_theta, **(self.rope_scaling or {})},
+            "rope_scaling": {"rope_type": "llama3", **self.rope_scaling} if self.rope_scaling else None,
             "attention_bias": False,
             "attention_dropout": 0.0,
             "mlp_bias": False,
@@ -125,7 +133,8 @@ class ModelConfig:
                 head_dim=int(hf.get("head_dim") or dim // n_heads),
                 ffn_dim=int(hf["intermediate_size"]),
                 max_seq_len=int(hf.get("max_position_embeddings", 2048)),
-                rope_theta=float(_rope_theta(hf)), norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+                rope_theta=float(_rope_theta(hf)), rope_scaling=_rope_scaling(hf, where),
+                norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
                 tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
                 init_std=float(hf.get("initializer_range", 0.02)),
                 bos_id=_single_id(hf.get("bos_token_id")), eos_id=_single_id(hf.get("eos_token_id")),
@@ -147,12 +156,28 @@ def _rope_theta(hf: dict[str, Any]) -> float:
     return hf.get("rope_theta", 10000.0)
 
 
+LLAMA3_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+
+
+def _rope_scaling(hf: dict[str, Any], where: str) -> dict[str, float] | None:
+    """Llama 3.1-style scaling parameters (from v5's rope_parameters or v4's rope_scaling)."""
+    for key in ("rope_parameters", "rope_scaling"):
+        spec = hf.get(key)
+        if isinstance(spec, dict) and spec.get("rope_type", spec.get("type", "default")) == "llama3":
+            try:
+                return {name: float(spec[name]) for name in LLAMA3_SCALING_KEYS}
+            except KeyError as exc:
+                raise ConfigError(f"{where}: {key} of type llama3 lacks {exc.args[0]!r}") from None
+    return None
+
+
 def _reject_unsupported(hf: dict[str, Any], where: str) -> None:
     for key in ("rope_scaling", "rope_parameters"):
         spec = hf.get(key)
-        if isinstance(spec, dict) and spec.get("rope_type", spec.get("type", "default")) != "default":
-            raise ConfigError(f"{where}: RoPE scaling {spec.get('rope_type', spec.get('type'))!r} is not "
-                              "supported; use a checkpoint without rope_scaling")
+        kind = spec.get("rope_type", spec.get("type", "default")) if isinstance(spec, dict) else "default"
+        if kind not in ("default", "llama3"):
+            raise ConfigError(f"{where}: RoPE scaling {kind!r} is not supported (only llama3); "
+                              "use a checkpoint without it")
     if hf.get("hidden_act", "silu") != "silu":
         raise ConfigError(f"{where}: hidden_act {hf['hidden_act']!r} is not supported (only silu)")
     if hf.get("attention_bias") or hf.get("mlp_bias"):

@@ -23,6 +23,23 @@ from fastllm import kernels
 from fastllm.model.config import ModelConfig
 
 
+def rope_tables(config: ModelConfig, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin (max_seq_len, head_dim / 2) float32; Llama 3.1 scaling stretches the low
+    frequencies by `factor` and blends the band between low_freq_factor and high_freq_factor."""
+    if config.rope_scaling is None:
+        return kernels.rope_tables(config.max_seq_len, config.head_dim, theta=config.rope_theta, device=device)
+    s = config.rope_scaling
+    inv_freq = 1.0 / config.rope_theta ** (torch.arange(0, config.head_dim, 2, dtype=torch.float32) / config.head_dim)
+    wavelen = 2 * math.pi / inv_freq
+    old_len = s["original_max_position_embeddings"]
+    smooth = (old_len / wavelen - s["low_freq_factor"]) / (s["high_freq_factor"] - s["low_freq_factor"])
+    scaled = torch.where(wavelen > old_len / s["low_freq_factor"], inv_freq / s["factor"], inv_freq)
+    medium = (wavelen >= old_len / s["high_freq_factor"]) & (wavelen <= old_len / s["low_freq_factor"])
+    scaled = torch.where(medium, (1 - smooth) * scaled / s["factor"] + smooth * scaled, scaled)
+    angles = torch.outer(torch.arange(config.max_seq_len, dtype=torch.float32), scaled)  # (T, hs/2)
+    return angles.cos().to(device), angles.sin().to(device)
+
+
 class RMSNorm(nn.Module):
     """x / rms(x) * weight, computed in float32 like transformers (then cast back)."""
 
@@ -124,7 +141,7 @@ class Llama(nn.Module):
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        cos, sin = kernels.rope_tables(config.max_seq_len, config.head_dim, theta=config.rope_theta)
+        cos, sin = rope_tables(config)
         self.register_buffer("rope_cos", cos, persistent=False)  # (max_seq_len, hs/2) float32
         self.register_buffer("rope_sin", sin, persistent=False)
         if init:
@@ -142,9 +159,7 @@ class Llama(nn.Module):
         return model
 
     def reset_rope_tables(self) -> None:
-        c = self.config
-        self.rope_cos, self.rope_sin = kernels.rope_tables(
-            c.max_seq_len, c.head_dim, theta=c.rope_theta, device=self.rope_cos.device)
+        self.rope_cos, self.rope_sin = rope_tables(self.config, self.rope_cos.device)
 
     def reset_parameters(self) -> None:
         """N(0, init_std) everywhere; residual output projections scaled by 1/sqrt(2 n_layers)

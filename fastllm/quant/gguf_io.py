@@ -245,6 +245,9 @@ def config_from_gguf(gf: GGUFFile):
     head_dim = int(get("attention.key_length", dim // n_heads))
     if int(get("rope.dimension_count", head_dim)) != head_dim:
         raise ConfigError(f"{where}: partial rotary embeddings (rope.dimension_count != head_dim) are not supported")
+    if "rope_freqs.weight" in gf.tensors:
+        raise ConfigError(f"{where}: per-frequency RoPE factors (rope_freqs, Llama 3.1 scaling) are not "
+                          "supported in GGUF files; load the HF checkpoint instead")
     if meta.get("llama.rope.scaling.type", "none") not in ("none", None):
         raise ConfigError(f"{where}: RoPE scaling {meta['llama.rope.scaling.type']!r} is not supported")
 
@@ -276,7 +279,7 @@ def load_gguf_model(path: str | Path, *, dtype: torch.dtype = torch.float32):
         for name in gf.tensors:
             target = hf_name(name)
             if target is None:
-                continue  # e.g. rope_freqs; recomputed from the metadata
+                continue  # not a weight of the model
             weight = gf.tensor(name)
             if name.endswith("attn_q.weight"):
                 weight = unpermute_rows(weight, config.n_heads)

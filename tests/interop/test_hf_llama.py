@@ -51,6 +51,30 @@ def test_transformers_checkpoint_loads_into_ours_with_equal_logits(tmp_path, sha
     torch.testing.assert_close(_logits(ours), _logits(theirs), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("direction", ["theirs_to_ours", "ours_to_theirs"])
+def test_llama3_rope_scaling_matches_transformers(tmp_path, direction):
+    torch.manual_seed(0)
+    scaling = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8}
+    ids = torch.randint(0, 256, (2, 60))  # longer than the original context, so the scaling matters
+    if direction == "theirs_to_ours":
+        hf_config = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, **scaling})
+        theirs = LlamaForCausalLM(hf_config).eval()
+        theirs.save_pretrained(tmp_path / "m")
+        ours = load_pretrained(tmp_path / "m")
+        assert ours.config.rope_scaling == {k: float(v) for k, v in scaling.items()}
+    else:
+        config = ModelConfig.preset("tiny", vocab_size=256, n_layers=2, max_seq_len=64,
+                                    rope_scaling={k: float(v) for k, v in scaling.items()})
+        ours = Llama(config).eval()
+        save_pretrained(ours, tmp_path / "m")
+        theirs = AutoModelForCausalLM.from_pretrained(tmp_path / "m").eval()
+    torch.testing.assert_close(_logits(ours, ids), _logits(theirs, ids), atol=1e-4, rtol=0)
+    plain = Llama(ours.config.replace(rope_scaling=None))
+    assert not torch.allclose(plain.rope_cos, ours.rope_cos)
+
+
 def _byte_level_tokenizer_json(path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 

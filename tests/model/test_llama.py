@@ -123,10 +123,16 @@ def test_hf_config_round_trip_and_rejections():
     config = _tiny(rope_theta=5e5, bos_id=1, eos_id=2)
     assert ModelConfig.from_hf(config.to_hf()) == config
     hf = config.to_hf()
-    hf["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0}
-    hf["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 5e5}
-    with pytest.raises(ConfigError, match="config.json: RoPE scaling 'llama3' is not supported"):
+    hf["rope_scaling"] = {"rope_type": "yarn", "factor": 8.0}
+    with pytest.raises(ConfigError, match="config.json: RoPE scaling 'yarn' is not supported"):
         ModelConfig.from_hf(hf)
+    hf["rope_scaling"] = None
+    hf["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0}
+    with pytest.raises(ConfigError, match="rope_parameters of type llama3 lacks 'low_freq_factor'"):
+        ModelConfig.from_hf(hf)
+    scaled = config.replace(rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                          "original_max_position_embeddings": 16.0})
+    assert ModelConfig.from_hf(scaled.to_hf()) == scaled
     with pytest.raises(ConfigError, match="missing field 'hidden_size'"):
         ModelConfig.from_hf({k: v for k, v in config.to_hf().items() if k != "hidden_size"})
     with pytest.raises(ConfigError, match="not a LLaMA-style model"):
