@@ -213,9 +213,11 @@ PRESETS: dict[str, ModelConfig] = {
     # SmolLM2-135M's shape.
     "smollm2-135m": ModelConfig(vocab_size=49152, dim=576, n_layers=30, n_heads=9, n_kv_heads=3,
                                 ffn_dim=1536, max_seq_len=8192, rope_theta=100000.0),
-    # Llama-3.2-1B's shape (without its long-context RoPE scaling).
+    # Llama-3.2-1B's shape, with its RoPE scaling (context cut to 8192 positions).
     "1b": ModelConfig(vocab_size=128256, dim=2048, n_layers=16, n_heads=32, n_kv_heads=8,
-                      ffn_dim=8192, max_seq_len=8192, rope_theta=500000.0, tie_embeddings=True),
+                      ffn_dim=8192, max_seq_len=8192, rope_theta=500000.0, tie_embeddings=True,
+                      rope_scaling={"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                    "original_max_position_embeddings": 8192.0}),
     # Llama-3-8B's shape.
     "8b": ModelConfig(vocab_size=128256, dim=4096, n_layers=32, n_heads=32, n_kv_heads=8,
                       ffn_dim=14336, max_seq_len=8192, rope_theta=500000.0, tie_embeddings=False),
