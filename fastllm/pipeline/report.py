@@ -25,13 +25,14 @@ def _perplexity_table(results: dict) -> list[str]:
     return lines
 
 
-def _data_section(data_dir: Path) -> list[str]:
+def _data_section(data_dir: Path, embedded: bool) -> list[str]:
     index = json.loads((data_dir / "index.json").read_text(encoding="utf-8"))
     splits = index["splits"]
     count = {s: (sum(e["tokens"] for e in splits.get(s, [])), sum(e.get("documents", 0) for e in splits.get(s, [])))
              for s in ("train", "val")}
     return [f"- training split: {count['train'][0]:,} tokens in {count['train'][1]} documents",
-            f"- validation split (whole plays held out): {count['val'][0]:,} tokens in {count['val'][1]} documents",
+            f"- validation split{' (whole plays held out)' if embedded else ''}: {count['val'][0]:,} tokens in "
+            f"{count['val'][1]} documents",
             f"- tokenizer: byte-level BPE, {index['vocab_size']:,} tokens, hash `{index['tokenizer_hash'][:16]}`",
             "- data preparation report: [data/report.md](data/report.md)"]
 
@@ -48,7 +49,7 @@ def write_report(config: PipelineConfig, run_dir: Path, data_dir: Path, train, e
         f"# fastllm pipeline: {config.name}", "",
         "prepare -> tokenizer -> pretrain -> perplexity, from raw text to an evaluated model "
         "(`fastllm pipeline`; every artifact is in this directory).", "",
-        "## Data", "", *_data_section(data_dir), "",
+        "## Data", "", *_data_section(data_dir, config.prepare_config is None), "",
         "## Model and training", "",
         f"- model: LLaMA-style, preset `{config.preset}`: {model_config['num_hidden_layers']} layers, d "
         f"{model_config['hidden_size']}, {model_config['num_attention_heads']} heads "
