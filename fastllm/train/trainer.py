@@ -269,8 +269,13 @@ class Trainer:
         bar.close()
         seconds = time.perf_counter() - start_time
         model_dir = self._save_model() if cfg.save_model else None
-        result = TrainResult(cfg.out_dir, cfg.steps, self.tokens_seen, seconds, losses[-1] if losses else math.nan,
-                             val_loss, self.skipped, model_dir, losses)
+        # A resumed run that had nothing left to do reports the numbers its log ends with.
+        logged = self.metrics.records
+        train_loss = losses[-1] if losses else next((r["loss"] for r in reversed(logged) if "loss" in r), math.nan)
+        if val_loss is None:
+            val_loss = next((r["val_loss"] for r in reversed(logged) if "val_loss" in r), None)
+        result = TrainResult(cfg.out_dir, cfg.steps, self.tokens_seen, seconds, train_loss, val_loss, self.skipped,
+                             model_dir, losses)
         if self.dist.is_main:
             plot_losses(self.metrics.records, cfg.out_dir / "loss.png")
             print(self._summary(result, len(losses) * tokens_per_step))

@@ -40,6 +40,7 @@ def test_tiny_pipeline_beats_the_unigram_baseline(tmp_path, capsys):
     # A second run resumes every stage instead of redoing it.
     assert main(["pipeline", "--name=e2e", f"--runs_dir={tmp_path}", *TINY]) == 0
     assert "resumed from" in capsys.readouterr().err
+    assert "validation loss n/a" not in (run / "report.md").read_text()
 
 
 def test_bad_pipeline_options_are_one_line_errors(tmp_path, capsys):
