@@ -75,8 +75,8 @@ void repack(const std::string& type_name, uintptr_t src, uintptr_t dst, int64_t 
   parallel_range(x16_tiles(n), 4, n_threads, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int rows = static_cast<int>(std::min<int64_t>(X16_ROWS, n - t * X16_ROWS));
-      repack_tile_x16(type, ptr<const uint8_t>(src) + t * X16_ROWS * row_bytes, row_bytes, rows, nb,
-                      ptr<uint8_t>(dst) + t * tile_bytes);
+      ggml_kernels().repack_tile(type, ptr<const uint8_t>(src) + t * X16_ROWS * row_bytes, row_bytes,
+                                 rows, nb, ptr<uint8_t>(dst) + t * tile_bytes);
     }
   });
 }

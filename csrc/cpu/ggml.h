@@ -32,6 +32,9 @@ struct GgmlKernels {
                         int64_t lda_blocks, int64_t m_rows, float* out, int64_t ldo, int rows);
   void (*gemm_q8_0_x16)(const uint8_t* tile, int64_t nb, const block_q8_act* act,
                         int64_t lda_blocks, int64_t m_rows, float* out, int64_t ldo, int rows);
+  // Plain rows -> one x16 tile, same bytes as repack_tile_x16 below (which it may call).
+  void (*repack_tile)(GgmlType type, const uint8_t* src, int64_t src_stride, int rows, int64_t nb,
+                      uint8_t* tile);
 };
 
 extern const GgmlKernels ggml_kernels_generic;

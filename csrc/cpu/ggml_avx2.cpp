@@ -210,6 +210,7 @@ const GgmlKernels ggml_kernels_avx2 = {
     vec_dot_q8_0_q8_0_avx2,
     gemm_x16_avx2<GgmlType::q4_0>,
     gemm_x16_avx2<GgmlType::q8_0>,
+    repack_tile_x16,
 };
 
 }  // namespace fastllm

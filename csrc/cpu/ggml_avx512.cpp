@@ -180,6 +180,48 @@ void gemm_x16_avx512(const uint8_t* tile, int64_t nb, const block_q8_act* act, i
   }
 }
 
+// 16 rows x 16 bytes (row r at first + r * stride) -> four 64-byte chunks, chunk c holding bytes
+// 4c .. 4c+3 of every row: a 16 x 4 transpose of dwords in registers, xor-ing in `flip`.
+static inline void transpose_rows(const uint8_t* first, int64_t stride, uint8_t* out, __m512i flip) {
+  const __m512i by_chunk = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  __m512i z[4];
+  for (int g = 0; g < 4; ++g) {  // lane i of z[g]: row 4g + i, then regrouped to lane c: chunk c
+    const uint8_t* row = first + 4 * g * stride;
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + stride)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * stride)), 2);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 3 * stride)), 3);
+    z[g] = _mm512_permutexvar_epi32(by_chunk, v);
+  }
+  // 4 x 4 transpose of 128-bit lanes: out chunk c, lane g = z[g] lane c.
+  const __m512i t0 = _mm512_shuffle_i32x4(z[0], z[1], 0x44), t1 = _mm512_shuffle_i32x4(z[0], z[1], 0xEE);
+  const __m512i t2 = _mm512_shuffle_i32x4(z[2], z[3], 0x44), t3 = _mm512_shuffle_i32x4(z[2], z[3], 0xEE);
+  _mm512_storeu_si512(out, _mm512_xor_si512(_mm512_shuffle_i32x4(t0, t2, 0x88), flip));
+  _mm512_storeu_si512(out + 64, _mm512_xor_si512(_mm512_shuffle_i32x4(t0, t2, 0xDD), flip));
+  _mm512_storeu_si512(out + 128, _mm512_xor_si512(_mm512_shuffle_i32x4(t1, t3, 0x88), flip));
+  _mm512_storeu_si512(out + 192, _mm512_xor_si512(_mm512_shuffle_i32x4(t1, t3, 0xDD), flip));
+}
+
+// The per-tile step of a matmul on plain GGUF rows; full tiles only (the last may be partial).
+void repack_tile_avx512(GgmlType type, const uint8_t* src, int64_t stride, int rows, int64_t nb,
+                        uint8_t* tile) {
+  if (rows < X16_ROWS) {
+    repack_tile_x16(type, src, stride, rows, nb, tile);
+    return;
+  }
+  const int64_t bsize = block_bytes(type), qbytes = x16_quant_bytes(type);
+  const __m512i flip = type == GgmlType::q8_0 ? _mm512_set1_epi8(static_cast<char>(0x80)) : _mm512_setzero_si512();
+  uint16_t* scales = reinterpret_cast<uint16_t*>(tile);
+  uint8_t* quants = tile + x16_scale_bytes(nb);
+  std::memset(tile + nb * X16_ROWS * 2, 0, x16_scale_bytes(nb) - nb * X16_ROWS * 2);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* block = src + b * bsize;
+    for (int r = 0; r < X16_ROWS; ++r) std::memcpy(&scales[b * X16_ROWS + r], block + r * stride, 2);
+    transpose_rows(block + 2, stride, quants + b * qbytes, flip);
+    if (type == GgmlType::q8_0) transpose_rows(block + 18, stride, quants + b * qbytes + 256, flip);
+  }
+}
+
 }  // namespace
 
 const GgmlKernels ggml_kernels_avx512 = {
@@ -188,6 +230,7 @@ const GgmlKernels ggml_kernels_avx512 = {
     vec_dot_q8_0_q8_0_avx512,
     gemm_x16_avx512<GgmlType::q4_0>,
     gemm_x16_avx512<GgmlType::q8_0>,
+    repack_tile_avx512,
 };
 
 }  // namespace fastllm

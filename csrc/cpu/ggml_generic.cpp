@@ -201,6 +201,7 @@ const GgmlKernels ggml_kernels_generic = {
     vec_dot_q8_0_q8_0_generic,
     gemm_x16_generic<GgmlType::q4_0>,
     gemm_x16_generic<GgmlType::q8_0>,
+    repack_tile_x16,
 };
 
 }  // namespace fastllm

@@ -82,7 +82,7 @@ void ggml_matmul(GgmlType type, bool x16, const uint8_t* weight, int64_t n, int6
         const uint8_t* tile = weight + t * tile_bytes;
         if (!x16) {
           scratch.resize(static_cast<size_t>(tile_bytes));
-          repack_tile_x16(type, weight + t * X16_ROWS * row_bytes, row_bytes, rows, nb, scratch.data());
+          kern.repack_tile(type, weight + t * X16_ROWS * row_bytes, row_bytes, rows, nb, scratch.data());
           tile = scratch.data();
         }
         gemm(tile, nb, a, nb, pass_m, out + t * X16_ROWS, ldo, rows);

@@ -107,7 +107,7 @@ def test_half_precision_inputs_quantize_like_fp32(seeded):
 
 
 @pytest.mark.parametrize("qtype", QTYPES)
-def test_repack_is_an_exact_permutation(qtype, seeded):
+def test_repack_is_an_exact_permutation(cpu_isa, qtype, seeded):
     for n in (1, 16, 37):
         blocks = ggml.quantize(torch.randn(n, 96, generator=seeded), qtype)
         packed = ggml.repack(blocks, qtype)
