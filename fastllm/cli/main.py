@@ -8,6 +8,7 @@ imported only when its verb runs, so `fastllm --help` stays fast.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ def _find_command(verb: str, rest: list[str]) -> tuple[str | None, Command, list
 
 def run_verb(verb: str, argv: list[str]) -> int:
     from fastllm.cli.config_io import load_config
-    from fastllm.utils.progress import set_quiet
+    from fastllm.utils.progress import is_quiet, set_quiet
 
     flags, rest = _split_globals(argv)
     if flags["help"] and (not rest or rest[0].startswith("--")):
@@ -106,13 +107,23 @@ def run_verb(verb: str, argv: list[str]) -> int:
     if flags["help"]:
         print(_command_help(verb, sub, command))
         return 0
-    set_quiet(flags["quiet"])
+    set_quiet(flags["quiet"] or is_quiet())  # --quiet or FASTLLM_QUIET=1
     config = load_config(command.config_cls, flags["config"], rest)
     result = command.run(config)
     return result if isinstance(result, int) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `fastllm ... | head`: the reader left, which is not an error. Point stdout at /dev/null
+        # so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
@@ -137,3 +148,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+

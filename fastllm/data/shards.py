@@ -147,7 +147,7 @@ class ShardSet:
 
     def _entries(self, split: str) -> list[dict[str, Any]]:
         if split not in self.index["splits"]:
-            raise KeyError(f"no split {split!r} in {self.directory}; have {self.splits()}")
+            raise InputFormatError(f"{self.directory}: no split {split!r} in index.json; it has {self.splits()}")
         return self.index["splits"][split]
 
     def split(self, split: str) -> list[np.memmap]:

@@ -106,3 +106,22 @@ def test_cli_help(capsys):
     assert "verbs:" in capsys.readouterr().out
     assert main(["info", "--help"]) == 0
     assert "--json" in capsys.readouterr().out
+
+
+def test_quiet_from_the_environment_survives_the_cli(monkeypatch):
+    from fastllm.utils import progress
+
+    monkeypatch.setattr(progress, "_quiet", True)  # what FASTLLM_QUIET=1 sets at import
+    assert main(["info"]) == 0
+    assert progress.is_quiet()
+
+
+def test_help_into_a_closed_pipe_is_not_a_traceback():
+    import subprocess
+    import sys
+
+    code = "import sys; from fastllm.cli.main import main; sys.exit(main(['--help']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the writer prints, like `| head -0`
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and "Traceback" not in err

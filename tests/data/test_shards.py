@@ -37,6 +37,8 @@ def test_round_trip_with_boundaries(tmp_path, vocab):
     index = json.loads((tmp_path / "index.json").read_text())
     assert set(index) == {"format", "dtype", "vocab_size", "tokenizer_hash", "eos_id", "splits", "tokens_per_source"}
     assert index["tokens_per_source"]["b"] == sum(len(t) + 1 for s, t in train if s == "b")
+    with pytest.raises(InputFormatError, match="no split 'test' in index.json"):
+        shards.split("test")
 
 
 def test_rewrite_removes_stale_shards_and_bad_inputs(tmp_path):
