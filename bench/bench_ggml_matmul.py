@@ -9,7 +9,8 @@ Each shape runs twice: "resident" re-reads one copy (it fits the 32 MB L3 when s
 "cycled" walks over enough copies to exceed the L3 several times, as a model's layers do. Ours
 and the peers are timed interleaved, in short bursts whose first call is not counted, and
 reported as medians; the read bandwidth
-of the machine is measured in the same run as torch's sum over a 512 MiB tensor. Our weights sit
+of the machine is torch's sum over a 512 MiB tensor, timed in the same interleaved rounds as
+the batch-1 calls of each shape (this VM's bandwidth drifts by +-30% over minutes). Our weights sit
 on 2 MiB pages (GGMLLinear allocates them so, see fastllm/kernels/ggml/hugepages.py); torch's on
 whatever its allocator gives, as an nn.Linear's would.
 
@@ -49,11 +50,15 @@ def cpu_name() -> str:
 _BIG: list[torch.Tensor] = []
 
 
+def _big_tensor() -> torch.Tensor:
+    if not _BIG:
+        _BIG.append(torch.ones(128 << 20))  # 512 MiB of float32
+    return _BIG[0]
+
+
 def read_bandwidth(repeats: int = 5) -> float:
     """GB/s of torch.sum over a 512 MiB float32 tensor (median of `repeats`)."""
-    if not _BIG:
-        _BIG.append(torch.ones(128 << 20))
-    big = _BIG[0]
+    big = _big_tensor()
     big.sum()
     rates = []
     for _ in range(repeats):
@@ -112,16 +117,25 @@ def time_interleaved(impls, budget_s: float, max_rounds: int, burst: int) -> dic
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+READ = "read (torch sum)"
+
+
 def run(args) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
     rows = []
     for n, k in args.shapes:
         for cycled in (False, True):
-            # This VM's DRAM bandwidth drifts with its neighbours: measure it next to each group.
-            read_gbps = read_bandwidth()
+            read_gbps = None
             for m in args.batches:
                 impls = build_impls(n, k, m, cycled, args.cycle_mb << 20, gen)
+                if read_gbps is None:
+                    # This VM's DRAM bandwidth drifts with its neighbours, so the first batch of each
+                    # group times torch's 512 MiB sum in the same rounds as the GEMVs it is compared to.
+                    big = _big_tensor()
+                    impls[READ] = ([big.sum], big.numel() * 4)
                 medians = time_interleaved(impls, args.budget, args.max_rounds, args.burst)
+                if READ in medians:
+                    read_gbps = impls.pop(READ)[1] / medians.pop(READ) / 1e9
                 for name, seconds in medians.items():
                     rows.append({"shape": f"{n}x{k}", "n": n, "k": k, "batch": m,
                                  "mode": "cycled" if cycled else "resident", "impl": name,
