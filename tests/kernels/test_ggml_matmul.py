@@ -4,6 +4,8 @@ the float math, and of ref.py; the op passes opcheck; bad arguments get one-line
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastllm.kernels import forced_cpu_isa, ggml
 from fastllm.kernels.ggml import cpp, ref
@@ -47,6 +49,32 @@ def test_every_isa_path_is_bit_identical_to_generic(cpu_isa, qtype, seeded):
         assert torch.equal(y, expected), f"{cpu_isa} plain layout differs from generic for {(n, k, m)}"
         assert torch.equal(y16, expected), f"{cpu_isa} x16 layout differs from generic for {(n, k, m)}"
         assert_within_accumulation_budget(y, x, blocks, qtype)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 40), blocks=st.integers(1, 12), m=st.integers(1, 20),
+       log_scale=st.floats(-30, 4), qtype=st.sampled_from(QTYPES), seed=st.integers(0, 2**31))
+def test_random_shapes_and_scales_are_identical_across_paths(n, blocks, m, log_scale, qtype, seed):
+    gen = torch.Generator().manual_seed(seed)
+    k = 32 * blocks
+    weight = ggml.quantize(torch.randn(n, k, generator=gen) * 10.0**log_scale, qtype)
+    x = torch.randn(m, k, generator=gen) * 10.0 ** (-log_scale / 2)
+    packed = ggml.repack(weight, qtype)
+    with forced_cpu_isa("generic"):
+        expected = ggml.ggml_matmul(x, weight, qtype, n)
+    # Activation blocks beyond 127 * 65504 overflow their fp16 scale (as in ggml): inf or NaN
+    # then, in the same places on every path.
+    same = dict(rtol=0, atol=0, equal_nan=True)
+    for isa in ggml_isas():
+        with forced_cpu_isa(isa):
+            torch.testing.assert_close(ggml.ggml_matmul(x, weight, qtype, n), expected, **same, msg=isa)
+            torch.testing.assert_close(ggml.ggml_matmul(x, packed, qtype + "_x16", n), expected, **same, msg=isa)
+
+
+def ggml_isas() -> list[str]:
+    from fastllm.kernels import supported_cpu_isas
+
+    return supported_cpu_isas()
 
 
 def test_activation_quantization_is_bit_identical(cpu_isa, seeded):
@@ -130,6 +158,7 @@ def test_opcheck(seeded):
     x = torch.randn(3, 64, generator=seeded, requires_grad=True)
     for weight, qtype in ((blocks, "q4_0"), (packed, "q4_0_x16")):
         torch.library.opcheck(torch.ops.fastllm.ggml_matmul.default, (x, weight, qtype, 20, None))
+    torch.library.opcheck(torch.ops.fastllm.ggml_dequantize_weight.default, (packed, "q4_0_x16", 20, 64))
 
 
 def test_gradient_is_grad_times_dequantized_weight(seeded):

@@ -23,12 +23,6 @@ def _(x, weight, qtype, out_features, backend=None):
     return x.new_empty(*x.shape[:-1], out_features)
 
 
-def _setup_context(ctx, inputs, output):
-    x, weight, qtype, out_features, _ = inputs
-    ctx.save_for_backward(weight)
-    ctx.qtype, ctx.out_features, ctx.in_features = qtype, out_features, x.shape[-1]
-
-
 @torch.library.custom_op("fastllm::ggml_dequantize_weight", mutates_args=())
 def ggml_dequantize_weight_op(weight: torch.Tensor, qtype: str, out_features: int, in_features: int) -> torch.Tensor:
     from fastllm.kernels.ggml.api import dequantize_weight
@@ -39,6 +33,12 @@ def ggml_dequantize_weight_op(weight: torch.Tensor, qtype: str, out_features: in
 @ggml_dequantize_weight_op.register_fake
 def _(weight, qtype, out_features, in_features):
     return weight.new_empty(out_features, in_features, dtype=torch.float32)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, qtype, out_features, _ = inputs
+    ctx.save_for_backward(weight)
+    ctx.qtype, ctx.out_features, ctx.in_features = qtype, out_features, x.shape[-1]
 
 
 def _backward(ctx, grad):
@@ -53,7 +53,11 @@ ggml_matmul_op.register_autograd(_backward, setup_context=_setup_context)
 def ggml_matmul(x: torch.Tensor, weight: torch.Tensor, qtype: str, out_features: int, *,
                 backend: str | None = None) -> torch.Tensor:
     """y (..., out_features) = x (..., K) @ W^T, W given as GGML block bytes (see formats.py).
-    `backend` ("cpp" | "ref") forces an implementation, like FASTLLM_BACKEND."""
+
+    x is quantized to Q8_0 per 32 values as ggml does, with an fp16 scale: a block of x beyond
+    127 * 65504 (~8.3e6) in magnitude overflows it and its outputs become inf/NaN, and a NaN or
+    inf in x makes the outputs it reaches NaN. `backend` ("cpp" | "ref") forces an
+    implementation, like FASTLLM_BACKEND."""
     check_matmul_args(x, weight, qtype, out_features)
     if _plain_eager_call(x, weight):
         # Same function the op body runs, minus ~20 us of custom-op dispatch: a batch-1 GEMV
