@@ -7,11 +7,12 @@
 // on torch's threads; bench/RESULTS.md). Running on the very threads torch uses avoids both
 // the contention and the wake-up. libgomp is found at run time with dlopen(RTLD_NOLOAD), never
 // linked, so nothing changes for a build or a process without it: the tasks then go to
-// fastllm's own pool, as they do for one thread or one task (and in forked children, where
-// torch sets one thread).
+// fastllm's own pool, as they do for one thread or one task, and in a forked child (GNU
+// libgomp's team does not survive fork; fastllm's pool renews itself).
 #include "cpu/ggml_threads.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -32,12 +33,17 @@ GompParallel find_gomp() {
   return lib ? reinterpret_cast<GompParallel>(dlsym(lib, "GOMP_parallel")) : nullptr;
 }
 
+std::atomic<bool> g_use_gomp{true};
+std::atomic<bool> g_forked{false};
+
+void mark_forked_child() { g_forked.store(true); }
+// Registered when the extension loads, so every later fork marks its child.
+const int g_atfork = pthread_atfork(nullptr, nullptr, mark_forked_child);
+
 GompParallel gomp() {
   static const GompParallel fn = find_gomp();
-  return fn;
+  return g_forked.load() ? nullptr : fn;
 }
-
-std::atomic<bool> g_use_gomp{true};
 
 struct Job {
   const std::function<void(int64_t)>* task;

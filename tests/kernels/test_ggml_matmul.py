@@ -2,6 +2,8 @@
 dots are exact and all paths add the blocks in one order), within ggml's named error budgets of
 the float math, and of ref.py; the op passes opcheck; bad arguments get one-line errors."""
 
+import multiprocessing
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -212,3 +214,17 @@ def test_thread_executors_agree(torch_threads, seeded):
         native.use_torch_openmp(previous)
     with forced_cpu_isa("generic"):
         assert torch.equal(y, ggml.ggml_matmul(x, blocks, "q4_0", 70))
+
+
+def _matmul_in_child(seed: int) -> list[float]:
+    gen = torch.Generator().manual_seed(seed)
+    _, blocks = random_weight(70, 128, "q4_0", gen)
+    x = torch.randn(5, 128, generator=gen)
+    return ggml.ggml_matmul(x, blocks, "q4_0", 70).flatten().tolist()
+
+
+def test_matmul_in_a_forked_child():
+    # The parent has used its threads; a forked child must not wait on threads it lacks.
+    expected = _matmul_in_child(3)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_matmul_in_child, (3,)).get(timeout=120) == expected
