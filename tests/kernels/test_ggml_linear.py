@@ -1,5 +1,7 @@
 """GGMLLinear: built from nn.Linear or GGUF bytes, repacked for the kernels, GGUF bytes exact."""
 
+import mmap
+
 import pytest
 import torch
 from torch import nn
@@ -65,6 +67,8 @@ def test_huge_page_buffers_behave_like_tensors(seeded):
     assert small.shape == (4, 8) and small.dtype == torch.uint8
     source = torch.randint(0, 256, (3, HUGE_PAGE // 2 + 5), dtype=torch.uint8, generator=seeded)
     copy = copy_to_huge_pages(source)
-    assert copy.data_ptr() % HUGE_PAGE == 0 and torch.equal(copy, source)
+    assert torch.equal(copy, source)
+    if hasattr(mmap, "MADV_HUGEPAGE"):  # Linux: starts on a 2 MiB boundary, so THP can back it
+        assert copy.data_ptr() % HUGE_PAGE == 0
     copy[0, 0] += 1  # writable, and independent of the source
     assert not torch.equal(copy, source)
