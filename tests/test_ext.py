@@ -58,11 +58,17 @@ def test_env_override_with_bad_value_names_the_variable():
     assert "FASTLLM_CPU_ISA=neon" in result.stderr
 
 
-def test_thread_pool_runs_every_task_once():
+@pytest.mark.parametrize("torch_team", [True, False])
+def test_thread_pool_runs_every_task_once(torch_team):
+    # On torch's OpenMP team (when libgomp is loaded) or on fastllm's own pool.
     core = _ext.cpu().core
-    for n_tasks in (1, 2, 3, 17, 1000):
-        for n_threads in (1, 2, 4, 8):
-            assert core.parallel_sum_test(n_tasks, n_threads) == n_tasks * (n_tasks + 1) // 2
+    previous = core.use_torch_openmp(torch_team)
+    try:
+        for n_tasks in (1, 2, 3, 17, 1000):
+            for n_threads in (1, 2, 4, 8):
+                assert core.parallel_sum_test(n_tasks, n_threads) == n_tasks * (n_tasks + 1) // 2
+    finally:
+        core.use_torch_openmp(previous)
 
 
 def test_thread_pool_survives_fork():

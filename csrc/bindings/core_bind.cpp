@@ -61,6 +61,9 @@ const BindingRegistrar registrar("core", [](py::module_& m) {
   m.def("supported_isas", [] { return isa_names(supported_isas()); });
   m.def("cpu_features", &feature_dict);
   m.def("hardware_threads", &hardware_threads);
+  m.def("torch_openmp_available", &torch_openmp_available);
+  m.def("use_torch_openmp", &use_torch_openmp, py::arg("enabled"),
+        "run native tasks on torch's OpenMP threads when available (default); returns the previous setting");
   m.def("fp32_to_fp16", &fp32_to_fp16_array, py::arg("src"), py::arg("dst"), py::arg("n"),
         py::arg("n_threads"), py::call_guard<py::gil_scoped_release>());
   m.def("fp16_to_fp32", &fp16_to_fp32_array, py::arg("src"), py::arg("dst"), py::arg("n"),

@@ -11,7 +11,6 @@
 #include "common/check.h"
 #include "common/parallel.h"
 #include "cpu/ggml.h"
-#include "cpu/ggml_threads.h"
 
 namespace fastllm {
 namespace {
@@ -135,9 +134,6 @@ const BindingRegistrar registrar("ggml", [](py::module_& m) {
   m.def("matmul", &matmul, arg("type"), arg("x16"), arg("weight"), arg("n"), arg("k"), arg("x"),
         arg("m"), arg("lda"), arg("y"), arg("ldo"), arg("n_threads"), nogil);
   m.def("vec_dot", &vec_dot, arg("type"), arg("k"), arg("x"), arg("y"), nogil);
-  m.def("torch_openmp_available", &ggml_torch_openmp_available);
-  m.def("use_torch_openmp", &ggml_use_torch_openmp, arg("enabled"),
-        "run matmul tasks on torch's OpenMP threads when available (default); returns the previous setting");
   m.def("quantize_act", &quantize_act, arg("x"), arg("out"), arg("k"), arg("offset"), nogil);
 });
 

@@ -1,5 +1,5 @@
 // The GGML matmul driver: quantize each activation row once, then hand out contiguous runs of
-// x16 weight tiles to the threads (ggml_threads.h). A thread streams its tiles front to back
+// x16 weight tiles to the threads (common/parallel.h: torch's OpenMP team when loaded). A thread streams its tiles front to back
 // (one linear read of the weights, what the hardware prefetchers like) and computes every
 // activation row of the pass per tile, so the weights are read once per pass of up to ~100
 // rows (rows_per_pass). Plain GGUF rows are repacked tile by tile into a per-thread buffer on
@@ -11,7 +11,6 @@
 #include "common/check.h"
 #include "common/parallel.h"
 #include "cpu/ggml.h"
-#include "cpu/ggml_threads.h"
 #include "cpu/isa.h"
 
 namespace fastllm {
@@ -40,7 +39,7 @@ void quantize_activations(const GgmlKernels& kern, const float* x, int64_t m, in
     return;
   }
   const int64_t per_task = std::max<int64_t>(4, (m + 2 * n_threads - 1) / (2 * n_threads));
-  ggml_run_tasks((m + per_task - 1) / per_task, n_threads, [&](int64_t task) {
+  parallel_for((m + per_task - 1) / per_task, n_threads, [&](int64_t task) {
     const int64_t end = std::min(m, (task + 1) * per_task);
     for (int64_t i = task * per_task; i < end; ++i) kern.quantize_act(x + i * lda, act + i * nb, k, offset);
   });
@@ -78,7 +77,7 @@ void ggml_matmul(GgmlType type, bool x16, const uint8_t* weight, int64_t n, int6
     const int64_t pass_m = std::min(pass_rows, m - m0);
     const block_q8_act* a = act.get() + m0 * nb;
     float* out = y + m0 * ldo;
-    ggml_run_tasks((tiles + chunk - 1) / chunk, n_threads, [&](int64_t task) {
+    parallel_for((tiles + chunk - 1) / chunk, n_threads, [&](int64_t task) {
       thread_local std::vector<uint8_t> scratch;
       const int64_t end = std::min(tiles, (task + 1) * chunk);
       for (int64_t t = task * chunk; t < end; ++t) {

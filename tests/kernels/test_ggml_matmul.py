@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastllm import _ext
 from fastllm.kernels import forced_cpu_isa, ggml
 from fastllm.kernels.ggml import cpp, ref
 
@@ -204,14 +205,14 @@ def test_bad_arguments_give_one_line_errors(make_args, message, seeded):
 def test_thread_executors_agree(torch_threads, seeded):
     # Tasks run on torch's OpenMP team when libgomp is loaded, else on fastllm's pool; the tiles
     # are independent, so the results are identical either way.
-    native = cpp._ggml()
+    core = _ext.cpu().core
     _, blocks = random_weight(70, 128, "q4_0", seeded)
     x = torch.randn(13, 128, generator=seeded)
-    previous = native.use_torch_openmp(torch_threads)
+    previous = core.use_torch_openmp(torch_threads)
     try:
         y = ggml.ggml_matmul(x, blocks, "q4_0", 70)
     finally:
-        native.use_torch_openmp(previous)
+        core.use_torch_openmp(previous)
     with forced_cpu_isa("generic"):
         assert torch.equal(y, ggml.ggml_matmul(x, blocks, "q4_0", 70))
 
