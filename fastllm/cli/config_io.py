@@ -304,7 +304,8 @@ def describe_options(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         else:
             default = "(required)"
         default_text = str(to_dict(default)) if not isinstance(default, str) else default
-        rows.append((f"--{prefix}{f.name}", default_text, f.metadata.get("help", "")))
+        # Shown with dashes (--vocab-size); both spellings are accepted.
+        rows.append((f"--{prefix}{f.name}".replace("_", "-"), default_text, f.metadata.get("help", "")))
     return rows
 
 

@@ -11,7 +11,7 @@ from fastllm.cli.main import Command
 
 @dataclass
 class PerplexityConfig:
-    model: Path = field(default=Path("runs/pipeline/model"), metadata={"help": "HF-format model directory or .gguf file"})
+    model: Path = field(default=Path("runs/shakespeare/model"), metadata={"help": "HF-format model directory or .gguf file"})
     text: list[Path] = field(default_factory=list, metadata={"help": "UTF-8 text files (each one stream)"})
     shards: Path | None = field(default=None, metadata={"help": "token shard directory (instead of text)"})
     split: str = field(default="val", metadata={"help": "shard split to evaluate"})

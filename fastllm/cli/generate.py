@@ -12,7 +12,7 @@ from fastllm.cli.main import Command
 
 @dataclass
 class GenerateConfig:
-    model: Path = field(default=Path("runs/pipeline/model"), metadata={"help": "HF-format model directory or .gguf file"})
+    model: Path = field(default=Path("runs/shakespeare/model"), metadata={"help": "HF-format model directory or .gguf file"})
     prompt: str = field(default="", metadata={"help": "text to continue (empty: start a new document)"})
     tokenizer: Path | None = field(default=None, metadata={"help": "tokenizer.json (default: the model directory's)"})
     max_new_tokens: int = field(default=100, metadata={"help": "tokens to generate per sample"})

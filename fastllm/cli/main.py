@@ -100,7 +100,8 @@ def run_verb(verb: str, argv: list[str]) -> int:
     if flags["help"] and (not rest or rest[0].startswith("--")):
         commands = importlib.import_module(VERBS[verb][0]).COMMANDS
         if None not in commands:
-            subs = "\n".join(f"  {name}  {cmd.help.splitlines()[0]}" for name, cmd in commands.items())
+            width = max(len(name) for name in commands)
+            subs = "\n".join(f"  {name.ljust(width)}  {cmd.help.splitlines()[0]}" for name, cmd in commands.items())
             print(f"usage: fastllm {verb} <subcommand> [options]\n\nsubcommands:\n{subs}")
             return 0
     sub, command, rest = _find_command(verb, rest)

@@ -80,7 +80,7 @@ def test_help_lists_subcommands(capsys):
     out = capsys.readouterr().out
     assert all(sub in out for sub in ("train", "encode", "decode", "info", "export"))
     assert main(["tokenizer", "train", "--help"]) == 0
-    assert "--vocab_size" in capsys.readouterr().out
+    assert "--vocab-size" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", ["llama3-32k", "gpt2-50k", "tiny-4k"])
