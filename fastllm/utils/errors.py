@@ -16,6 +16,10 @@ class InputFormatError(FastLLMError, ValueError):
     """An input file is malformed: truncated, corrupt, wrong type or empty."""
 
 
+class KernelInputError(FastLLMError, ValueError):
+    """A kernel was called with tensors it cannot take (shape, dtype, device, strides, values)."""
+
+
 class BackendUnavailableError(FastLLMError, RuntimeError):
     """A kernel backend was forced (FASTLLM_BACKEND, backend=, FASTLLM_CPU_ISA) but cannot run."""
 

@@ -12,7 +12,7 @@ from fastllm.kernels.attention.ref import (
     attention_ref_forward,
     attention_ref_grads,
 )
-from fastllm.kernels.rope.checks import KernelInputError
+from fastllm.utils.errors import KernelInputError
 
 
 def _qkv(batch=2, heads=4, kv_heads=2, seq_q=7, seq_k=7, head_dim=16, dtype=torch.float32,

@@ -10,8 +10,7 @@ from flash_tolerance import assert_within_flash_tolerance
 from fastllm.kernels import attention
 from fastllm.kernels.attention.op import choose_backend
 from fastllm.kernels.attention.ref import attention_ref
-from fastllm.kernels.rope.checks import KernelInputError
-from fastllm.utils.errors import BackendUnavailableError
+from fastllm.utils.errors import BackendUnavailableError, KernelInputError
 
 
 def _qkv(shape, dtype, device="cpu"):

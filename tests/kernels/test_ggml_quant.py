@@ -144,3 +144,11 @@ def test_bad_arguments_give_one_line_errors(call, message):
     with pytest.raises(ggml.GGMLError, match=re.escape(message)) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+def test_errors_are_kernel_input_errors():
+    from fastllm.utils.errors import FastLLMError, KernelInputError
+
+    assert issubclass(ggml.GGMLError, KernelInputError) and issubclass(KernelInputError, FastLLMError)
+    with pytest.raises(KernelInputError):
+        ggml.quantize(torch.ones(2, 48), "q4_0")

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from fastllm.kernels import rope, rope_tables
-from fastllm.kernels.rope.checks import KernelInputError
 from fastllm.kernels.rope.ref import rope_ref
+from fastllm.utils.errors import KernelInputError
 
 
 def _qk(batch=2, seq=7, q_heads=4, k_heads=2, head_dim=16, dtype=torch.float32, requires_grad=False):

@@ -7,9 +7,8 @@ import torch
 from flash_tolerance import assert_within_flash_tolerance
 
 from fastllm.kernels import rope, rope_tables
-from fastllm.kernels.rope.checks import KernelInputError
 from fastllm.kernels.rope.ref import rope_ref
-from fastllm.utils.errors import BackendUnavailableError
+from fastllm.utils.errors import BackendUnavailableError, KernelInputError
 
 MAX_POSITIONS = 64
 

@@ -20,9 +20,8 @@ import importlib
 
 import torch
 
-from fastllm.kernels import dispatch
-from fastllm.kernels.rope import checks
-from fastllm.kernels.rope.checks import fail
+from fastllm.kernels import checks, dispatch
+from fastllm.kernels.checks import fail
 
 OP, BACKWARD_OP = "attention", "attention_backward"
 # Backends whose kernels take only some shapes/dtypes say why not in `unsupported_reason`.

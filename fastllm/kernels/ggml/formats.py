@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
-from fastllm.utils.errors import FastLLMError
+from fastllm.utils.errors import KernelInputError
 
 BLOCK = 32
 TILE_ROWS = 16
 
 
-class GGMLError(FastLLMError, ValueError):
+class GGMLError(KernelInputError):
     """A GGML kernel got an argument it cannot use (dtype, shape, layout, values)."""
 
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from fastllm.kernels import dispatch
-from fastllm.kernels.rope import checks
-from fastllm.kernels.rope.checks import fail
+from fastllm.kernels import checks, dispatch
+from fastllm.kernels.checks import fail
 
 OP = "rope"
 

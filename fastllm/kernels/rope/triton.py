@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastllm.kernels.rope.checks import fail
+from fastllm.kernels.checks import fail
 
 
 @triton.jit

@@ -1,21 +1,17 @@
 """Argument checks at the kernel boundary: terse, named, one line each (flash-attention style).
 
 Native and Triton kernels trust what they are given; these checks are what stands between a
-wrong call and an out-of-bounds read, so every public kernel function runs them first.
+wrong call and an out-of-bounds read, so every kernel op runs them before any pointer leaves Python.
 """
 
 from __future__ import annotations
 
 import torch
 
-from fastllm.utils.errors import FastLLMError
+from fastllm.utils.errors import KernelInputError
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 FLOAT_DTYPES = (torch.float32, *LOW_PRECISION)
-
-
-class KernelInputError(FastLLMError, ValueError):
-    """A kernel was called with tensors it cannot take (shape, dtype, device, strides)."""
 
 
 def fail(op: str, message: str) -> None:
