@@ -25,7 +25,7 @@ class DocTable:
         for i, p in enumerate(parts):
             length = np.load(tokens_dir / f"{p['part']}.lengths.npy", allow_pickle=False)
             part_idx.append(np.full(len(length), i, dtype=np.int32))
-            offsets.append(np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64))
+            offsets.append((np.cumsum(length) - length).astype(np.int64))  # exclusive prefix sum; [] stays []
             lengths.append(length)
             splits.append(np.load(tokens_dir / f"{p['part']}.splits.npy", allow_pickle=False))
             sources.append(np.full(len(length), self.source_names.index(p["source"]), dtype=np.int32))
