@@ -126,6 +126,41 @@ def test_compiles_as_one_node(seeded):
     torch.testing.assert_close(compiled(q, k), rope(q, k, cos, sin, offset=3), rtol=0, atol=0)
 
 
+def test_compiles_with_positions_and_in_place(seeded):
+    """The position range check is data-dependent: it must run in the op body, not while tracing."""
+    q, k = _qk(requires_grad=True)
+    cos, sin = rope_tables(32, 16)
+    positions = torch.randint(0, 32, (2, 7))
+    compiled = torch.compile(lambda q, k: rope(q, k, cos, sin, positions=positions), backend="eager",
+                             fullgraph=True)
+    got = compiled(q, k)
+    torch.testing.assert_close(got, rope_ref(q, k, cos, sin, positions), rtol=0, atol=0)
+    got[0].sum().backward()
+    assert q.grad is not None
+    with pytest.raises(KernelInputError, match=r"positions must lie in \[0, 32\)"):
+        torch.compile(lambda q, k: rope(q, k, cos, sin, positions=positions + 30), backend="eager",
+                      fullgraph=True)(q, k)
+    q2, k2 = (t.detach().clone() for t in (q, k))
+    inplace = torch.compile(lambda q, k: rope(q, k, cos, sin, offset=2, inplace=True), backend="eager",
+                            fullgraph=True)
+    inplace(q2, k2)
+    torch.testing.assert_close((q2, k2), rope_ref(q.detach(), k.detach(), cos, sin, offset=2), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("op", ["rope", "rope_"])
+def test_direct_op_calls_are_validated(op):
+    """torch.ops.fastllm.rope is reachable without rope(): it checks its arguments before any kernel reads."""
+    q, k = _qk()
+    cos, sin = rope_tables(32, 16)
+    cases = [((q, k, cos[:, :2].contiguous(), sin[:, :2].contiguous(), None, 0), "cos has 2 columns"),
+             ((q, k, cos, sin, torch.arange(7) + 40, 0), "positions must lie in"),
+             ((q, k[:, :3], cos, sin, None, 0), "B, T and D must match"),
+             ((q, k, cos, sin, None, 30), "offset=30 with T=7")]
+    for args, match in cases:
+        with pytest.raises(KernelInputError, match=match):
+            getattr(torch.ops.fastllm, op)(*args, False, None)
+
+
 _TABLES = rope_tables(16, 16)
 
 
@@ -145,6 +180,9 @@ _TABLES = rope_tables(16, 16)
     (lambda q, k, c, s: (q, k, c, s, {"positions": torch.arange(7.0)}), "positions must be an int64"),
     (lambda q, k, c, s: (q, k, c, s, {"positions": torch.arange(8)}), "positions has shape"),
     (lambda q, k, c, s: (q, k, c, s, {"positions": torch.arange(7) + 10}), r"positions must lie in \[0, 16\)"),
+    (lambda q, k, c, s: (q, k, c, s, {"positions": [0, 1, 2, 3, 4, 5, 6]}), "positions must be an int64 tensor"),
+    (lambda q, k, c, s: (q, k, c, s, {"offset": 1.5}), "offset must be an int, got 1.5"),
+    (lambda q, k, c, s: (q.numpy(), k, c, s, {}), "q must be a torch.Tensor, got ndarray"),
 ])
 def test_bad_input_is_one_line_naming_the_argument(change, match):
     q, k = _qk(head_dim=16)

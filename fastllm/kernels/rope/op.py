@@ -4,11 +4,12 @@ Every backend implements one calling convention,
 
     impl(q, k, cos, sin, positions, offset, inverse, inplace) -> (q_rot, k_rot)
 
-with arguments already validated by `rope()` below: q (B, T, Hq, D), k (B, T, Hk, D) with a
-contiguous last dim, cos/sin float32 (P, D/2) contiguous on q's device, positions None or int64
-(B, T) (a (T,) tensor is expanded with a zero batch stride), inverse selecting the transpose
-rotation. Out of place it returns new contiguous tensors; in place it writes q and k and
-returns them.
+with arguments already validated by the op bodies below (so a direct torch.ops.fastllm.rope
+call is as safe as `rope()`, and the data-dependent position check runs on real tensors, never
+while torch.compile traces): q (B, T, Hq, D), k (B, T, Hk, D) with a contiguous last dim,
+cos/sin float32 (P, D/2) contiguous on q's device, positions None or int64 (B, T) (a (T,) tensor
+is expanded with a zero batch stride), inverse selecting the transpose rotation. Out of place it
+returns new contiguous tensors; in place it writes q and k and returns them.
 
 The functional op is differentiable: the gradient of a rotation is the inverse rotation, so
 backward is the same op with `inverse` flipped (and is itself differentiable). The in-place op
@@ -29,6 +30,7 @@ OP = "rope"
 def rope_op(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
             positions: torch.Tensor | None, offset: int, inverse: bool,
             backend: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    _validate(q, k, cos, sin, positions, offset)
     impl = dispatch.implementation(OP, q.device, backend)
     return impl(q, k, cos, sin, _batched(positions, q.shape[0]), offset, inverse, False)
 
@@ -43,6 +45,7 @@ def _batched(positions: torch.Tensor | None, batch: int) -> torch.Tensor | None:
 
 @rope_op.register_fake
 def _rope_fake(q, k, cos, sin, positions, offset, inverse, backend):
+    _validate(q, k, cos, sin, positions, offset, values=False)
     return q.new_empty(q.shape), k.new_empty(k.shape)
 
 
@@ -75,13 +78,17 @@ rope_op.register_autograd(_rope_backward, setup_context=_rope_setup_context)
 def rope_inplace_op(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                     positions: torch.Tensor | None, offset: int, inverse: bool,
                     backend: str | None) -> None:
+    _validate(q, k, cos, sin, positions, offset)
+    for name, t in (("q", q), ("k", k)):
+        if torch._debug_has_internal_overlap(t) == 1:
+            fail(OP, f"{name} has overlapping elements (an expanded view); inplace=True needs distinct ones")
     impl = dispatch.implementation(OP, q.device, backend)
     impl(q, k, cos, sin, _batched(positions, q.shape[0]), offset, inverse, True)
 
 
 @rope_inplace_op.register_fake
 def _rope_inplace_fake(q, k, cos, sin, positions, offset, inverse, backend):
-    return None
+    _validate(q, k, cos, sin, positions, offset, values=False)
 
 
 def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *,
@@ -94,19 +101,29 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     (B, T)) is given. Returns (q_rot, k_rot); with inplace=True q and k are overwritten and
     returned (not differentiable). `backend` forces cuda | triton | cpp | ref.
     """
-    positions = _validate(q, k, cos, sin, positions, offset)
+    _check_types(q, k, cos, sin, positions, offset)
     if inplace:
         if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
             fail(OP, "inplace=True is not differentiable and q or k requires grad; use inplace=False")
-        for name, t in (("q", q), ("k", k)):
-            if torch._debug_has_internal_overlap(t) == 1:
-                fail(OP, f"{name} has overlapping elements (an expanded view); inplace=True needs distinct ones")
         torch.ops.fastllm.rope_(q, k, cos, sin, positions, offset, False, backend)
         return q, k
     return torch.ops.fastllm.rope(q, k, cos, sin, positions, offset, False, backend)
 
 
-def _validate(q, k, cos, sin, positions, offset) -> torch.Tensor | None:
+def _check_types(q, k, cos, sin, positions, offset) -> None:
+    """What the op schema would reject with a multi-line message; the op bodies check the rest."""
+    for name, t in (("q", q), ("k", k), ("cos", cos), ("sin", sin)):
+        if not isinstance(t, torch.Tensor):
+            fail(OP, f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if positions is not None and not isinstance(positions, torch.Tensor):
+        fail(OP, f"positions must be an int64 tensor of shape (T,) or (B, T), got {type(positions).__name__}")
+    if not isinstance(offset, (int, torch.SymInt)) or isinstance(offset, bool):
+        fail(OP, f"offset must be an int, got {offset!r}")
+
+
+def _validate(q, k, cos, sin, positions, offset, values: bool = True) -> None:
+    """Shapes, dtypes, devices, strides and the table range; `values=False` (fake kernels: while
+    tracing, or for meta tensors) skips the one check that reads the positions."""
     checks.check_rank(OP, "q", q, "B, T, Hq, D")
     checks.check_rank(OP, "k", k, "B, T, Hk, D")
     checks.check_float(OP, "q", q)
@@ -135,18 +152,17 @@ def _validate(q, k, cos, sin, positions, offset) -> torch.Tensor | None:
         if offset < 0 or offset + seq_len > max_positions:
             fail(OP, f"offset={offset} with T={seq_len} needs positions up to {offset + seq_len - 1} "
                      f"but the tables hold {max_positions}; build larger tables")
-        return None
-    return _validate_positions(positions, batch, seq_len, max_positions, q.device)
+        return
+    _validate_positions(positions, batch, seq_len, max_positions, q.device, values)
 
 
-def _validate_positions(positions, batch, seq_len, max_positions, device) -> torch.Tensor:
+def _validate_positions(positions, batch, seq_len, max_positions, device, values) -> None:
     if not isinstance(positions, torch.Tensor) or positions.dtype not in (torch.int64, torch.int32):
         fail(OP, "positions must be an int64 tensor of shape (T,) or (B, T)")
     if positions.device != device:
         fail(OP, f"positions is on {positions.device} but q is on {device}")
     if tuple(positions.shape) not in ((seq_len,), (batch, seq_len)):
         fail(OP, f"positions has shape {tuple(positions.shape)}; expected ({seq_len},) or ({batch}, {seq_len})")
-    if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= max_positions):
+    if values and positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= max_positions):
         fail(OP, f"positions must lie in [0, {max_positions}) (the table size), got "
                  f"[{int(positions.min())}, {int(positions.max())}]")
-    return positions
