@@ -37,7 +37,9 @@ class Components:
 
 
 @functools.lru_cache(maxsize=2)
-def _components(config_json: str, threads: int) -> Components:
+def _components(config_json: str, threads: int, stage_hash: str) -> Components:
+    # The stage hash covers the contents of the blocklist and evaluation files, which the
+    # config (their paths) does not: an edited file must not be served from this cache.
     return Components(build(PrepareConfig, json.loads(config_json), "config"), threads)
 
 
@@ -64,7 +66,7 @@ def _batches(items: Iterator[Document | Quarantined], size: int) -> Iterator[lis
 class CleanTask:
     def __init__(self, task: dict[str, Any]):
         self.task = task
-        self.c = _components(task["config_json"], task["threads"])
+        self.c = _components(task["config_json"], task["threads"], task["hash"])
         self.stats = {name: StageStats() for name in CLEAN_STAGES}
         self.quarantined: list[dict[str, Any]] = []
 

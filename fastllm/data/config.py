@@ -36,6 +36,8 @@ class SourceConfig:
             raise ValueError(f"source {self.name!r} has no paths")
         if self.weight is not None and self.weight < 0:
             raise ValueError(f"source {self.name!r}: weight must be >= 0")
+        if self.max_record_bytes < 1:
+            raise ValueError(f"source {self.name!r}: max_record_bytes must be >= 1")
 
 
 @dataclass
@@ -56,8 +58,13 @@ class DedupConfig:
     def validate(self) -> None:
         if not 0 < self.threshold < 1:
             raise ValueError("dedup.threshold must be in (0, 1)")
+        if self.num_perm < 1 or self.ngram < 1:
+            raise ValueError("num_perm and ngram must be >= 1")
         if (self.bands > 0) != (self.rows > 0) or self.bands * self.rows > self.num_perm:
             raise ValueError("dedup.bands and dedup.rows: set both (bands x rows <= num_perm) or neither")
+
+
+TRAIN_SPECIAL_TOKENS = ("<|begin_of_text|>", "<|end_of_text|>")  # a tokenizer trained by prepare gets these
 
 
 @dataclass
@@ -72,6 +79,16 @@ class TokenizerSection:
     def validate(self) -> None:
         if not self.path and self.train_vocab_size <= 0:
             raise ValueError("tokenizer: give a path or a train_vocab_size")
+        if not self.path:  # checked here, not after the clean stage has run
+            from fastllm.tokenizer.patterns import PATTERNS
+
+            if self.pattern not in PATTERNS:
+                raise ValueError(f"pattern: {self.pattern!r} is not one of {', '.join(PATTERNS)}")
+            if self.train_vocab_size < 256 + len(TRAIN_SPECIAL_TOKENS):
+                raise ValueError(f"train_vocab_size: {self.train_vocab_size} is below "
+                                 f"{256 + len(TRAIN_SPECIAL_TOKENS)} (256 bytes + the special tokens)")
+            if self.min_frequency < 1:
+                raise ValueError("min_frequency must be >= 1")
 
 
 @dataclass
@@ -93,10 +110,18 @@ class MixConfig:
     total_tokens: int = field(default=0, metadata={"help": "training tokens after mixing (0: as many as the "
                                                            "sources hold)"})
 
+    def validate(self) -> None:
+        if self.total_tokens < 0:
+            raise ValueError("total_tokens must be >= 0")
+
 
 @dataclass
 class ShardSection:
     max_tokens: int = field(default=1 << 27, metadata={"help": "tokens per shard file at most"})
+
+    def validate(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
 
 
 @dataclass
@@ -132,3 +157,9 @@ class PrepareConfig:
             raise ValueError("give every source a weight, or none")
         if all(w is not None for w in weights) and sum(weights) <= 0:
             raise ValueError("source weights must not all be 0")
+        for name in ("workers", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: automatic)")
+        for name in ("task_bytes", "batch_docs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")

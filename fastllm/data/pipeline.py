@@ -105,13 +105,20 @@ class Pipeline:
     def run(self) -> Path:
         c = self.config
         tasks = plan_clean_tasks(c)
+        # A given tokenizer is checked before any work, so a wrong path fails in a second, not after cleaning.
+        given = load_tokenizer(c.tokenizer.path) if c.tokenizer.path else None
         config_json = json.dumps(to_dict(c), sort_keys=True)
         executor = make_executor(c.executor, self.workers, c.ray_address)
         try:
             clean = self._timed("clean", lambda: self._clean(tasks, config_json, executor))
             parts = [r for r in clean if r["docs"] > 0]
             minhash_stage, dedup_stage = self._timed("dedup", lambda: self._dedup(parts, executor))
-            tokenizer, tok_key = self._timed("tokenizer", lambda: self._tokenizer(parts, dedup_stage))
+            if not any(s["docs_out"] for s in self.stats["dedup"]["sources"].values()):
+                self._merge_quarantine(clean)
+                write_report(self.out, self.stats, self.timings, c)
+                raise FastLLMError(f"{self.out}: no document survived cleaning and deduplication; see "
+                                   f"{self.out / 'report.md'} for the drop reasons")
+            tokenizer, tok_key = self._timed("tokenizer", lambda: self._tokenizer(parts, dedup_stage, given))
             tokens = self._timed("tokenize", lambda: self._tokenize(parts, dedup_stage, tok_key, executor))
             self._timed("shards", lambda: self._shards(parts, tokens, tokenizer))
         finally:
@@ -132,7 +139,8 @@ class Pipeline:
                           if k in ("sources", "normalize", "quality", "blocklist", "decontam", "pii")},
                "inputs": [[file_fingerprint(p) for p, _ in t["files"]] for t in tasks],
                "lists": [file_fingerprint(p) for p in (c.blocklist.domains_file, c.blocklist.words_file) if p],
-               "eval": sorted(c.decontam.eval_sets.items())}
+               "eval": {name: [file_fingerprint(f) for f in expand_paths([pattern], f"decontam.eval_sets.{name}")]
+                        for name, pattern in sorted(c.decontam.eval_sets.items())}}
         for source in key["config"]["sources"]:
             source.pop("weight", None)
         stage = StageDir(self.work, "clean", key)
@@ -161,26 +169,25 @@ class Pipeline:
         self.stats["dedup"] = stats
         return minhash_stage, dedup_stage
 
-    def _tokenizer(self, parts, dedup_stage: StageDir):
+    def _tokenizer(self, parts, dedup_stage: StageDir, given):
         c = self.config.tokenizer
         target = self.out / "tokenizer.json"
-        if c.path:
+        if given is not None:
             if Path(c.path).resolve() != target.resolve():
                 with atomic_write(target, "wb") as handle:
                     handle.write(Path(c.path).read_bytes())
-            tokenizer = load_tokenizer(target)
-            return tokenizer, {"path": c.path, "hash": tokenizer.hash()}
+            return given, {"path": c.path, "hash": given.hash()}
         stage = StageDir(self.work, "tokenizer", {"dedup": dedup_stage.hash, "tokenizer": to_dict(c),
                                                   "split": to_dict(self.config.split), "seed": self.config.seed})
-        if stage.complete() is None or not target.is_file():
-            bar = progress(desc="train tokenizer", total=None, unit="B")
+        done = stage.complete()
+        tokenizer = load_tokenizer(target) if done is not None and target.is_file() else None
+        # The marker alone is not enough: a later run with tokenizer.path may have replaced the file.
+        if tokenizer is None or tokenizer.hash() != done["hash"]:
             tokenizer = train_tokenizer(self._training_texts(parts, dedup_stage), c.train_vocab_size,
                                         c.min_frequency, c.pattern, self.threads * self.workers)
-            bar.close()
             tokenizer.save(target)
             stage.dir.mkdir(parents=True, exist_ok=True)
             stage.mark_complete({"hash": tokenizer.hash()})
-        tokenizer = load_tokenizer(target)
         return tokenizer, {"trained": stage.hash, "hash": tokenizer.hash()}
 
     def _training_texts(self, parts, dedup_stage: StageDir):
@@ -191,12 +198,12 @@ class Pipeline:
         for p in parts:
             keep = np.load(dedup_stage.dir / f"{p['part']}.keep.npy", allow_pickle=False)
             table = pq.read_table(self.work / "clean" / f"{p['part']}.parquet", columns=["id", "text", "file"])
+            ids, texts, files = (table.column(k).to_pylist() for k in ("id", "text", "file"))
             for row in np.flatnonzero(keep):
-                doc_id, text, file = (table.column(k)[int(row)].as_py() for k in ("id", "text", "file"))
-                if split_of(doc_id, file, self.config.split, self.config.seed) != TRAIN:
+                if split_of(ids[row], files[row], self.config.split, self.config.seed) != TRAIN:
                     continue
-                yield text
-                budget -= len(text)
+                yield texts[row]
+                budget -= len(texts[row])
                 if budget <= 0:
                     return
 
@@ -220,8 +227,6 @@ class Pipeline:
         report = stage.complete()
         if report is None or not (self.out / "index.json").is_file():
             table = DocTable(parts, self.work / "tokens")
-            if not len(table.length):
-                raise FastLLMError(f"{self.out}: no document survived cleaning; see {self.out / 'report.md'}")
             eos = tokenizer.eos_id
             report = write_mix(table, self.out, weights=weights, total_tokens=c.mix.total_tokens, seed=c.seed,
                                vocab_size=tokenizer.vocab_size, tokenizer_hash=tokenizer.hash(), eos_id=eos,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from fastllm.data.config import SplitConfig
+from fastllm.data.config import TRAIN_SPECIAL_TOKENS, SplitConfig
 from fastllm.data.markers import mark_part
 from fastllm.utils.atomic import atomic_write
 from fastllm.utils.errors import FastLLMError
@@ -33,8 +33,10 @@ def load_tokenizer(path: str | Path):
 def train_tokenizer(texts: Iterator[str], vocab_size: int, min_frequency: int, pattern: str, threads: int):
     from fastllm.tokenizer import train_bpe
 
-    return train_bpe(list(texts), vocab_size, min_frequency=min_frequency,
-                     special_tokens=("<|begin_of_text|>", "<|end_of_text|>"), pattern=pattern, num_threads=threads)
+    # An iterator is a stream of documents to train_bpe: a document that looks like a path
+    # ("readme.txt", a URL) stays text, and the texts are counted batch by batch, never all held.
+    return train_bpe(iter(texts), vocab_size, min_frequency=min_frequency,
+                     special_tokens=TRAIN_SPECIAL_TOKENS, pattern=pattern, num_threads=threads)
 
 
 @functools.cache

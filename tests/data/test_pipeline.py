@@ -202,3 +202,78 @@ def test_config_errors_are_one_line(tmp_path):
                                    "out_dir": str(tmp_path / "o"), "tokenizer": {"path": "t.json"}}, "x.yaml")
     with pytest.raises(ConfigError, match="nope.txt: no such file"):
         prepare(config)
+
+
+def _small(root: Path, out: Path, docs: list[str], **overrides) -> PrepareConfig:
+    """A one-source run on a few documents: the fast way to exercise stage logic."""
+    path = root / "docs.jsonl"
+    if not path.exists():
+        path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    data = {"out_dir": str(out), "workers": 1, "threads": 1, "sources": [{"name": "s", "paths": [str(path)]}],
+            "quality": {"enabled": False}, "dedup": {"near": False}, "split": {"val_fraction": 0.0},
+            "tokenizer": {"train_vocab_size": 300}, **overrides}
+    return build(PrepareConfig, data, "test")
+
+
+def test_trained_tokenizer_reads_documents_as_text_and_is_retrained_when_replaced(corpus, tmp_path):
+    docs = ["readme.txt", "https://example.com/a/b.html"] + [f"plain words number {i} here" for i in range(40)]
+    out = tmp_path / "data"
+    prepare(_small(tmp_path, out, docs))  # documents that look like paths are text, not files to open
+    trained = (out / "tokenizer.json").read_bytes()
+    given = corpus[0] / "tok.json"
+    prepare(_small(tmp_path, out, docs, tokenizer={"path": str(given)}))
+    assert (out / "tokenizer.json").read_bytes() == given.read_bytes()
+    prepare(_small(tmp_path, out, docs))  # back to training: the given file must not be taken for it
+    assert (out / "tokenizer.json").read_bytes() == trained
+
+
+def test_no_surviving_document_is_a_one_line_error_with_a_report(tmp_path):
+    from fastllm.utils.errors import FastLLMError
+
+    out = tmp_path / "data"
+    config = _small(tmp_path, out, ["too short"] * 3, quality={"min_words": 10})
+    with pytest.raises(FastLLMError, match="no document survived") as info:
+        prepare(config)
+    assert "\n" not in str(info.value)
+    stats = json.loads((out / "stats.json").read_text())
+    assert _drops(stats, "quality", "s") == {"too_few_words": 3}
+    assert "too_few_words" in (out / "report.md").read_text()
+
+
+def test_changed_eval_set_content_redoes_decontamination(tmp_path):
+    docs = [f"document {i} says the quick brown fox jumps over the lazy dog again and again today" for i in range(5)]
+    docs += ["a unique line about something else entirely that nobody would ever evaluate a model on"]
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text(json.dumps({"text": "nothing in common with any of the documents at all here"}) + "\n")
+    out = tmp_path / "data"
+    config = _small(tmp_path, out, docs, decontam={"eval_sets": {"ev": str(eval_file)}, "ngram": 8})
+    prepare(config)
+    assert _drops(json.loads((out / "stats.json").read_text()), "decontam", "s") == {}
+    eval_file.write_text(json.dumps({"text": docs[-1]}) + "\n")  # same path and config, new content
+    prepare(config)
+    stats = json.loads((out / "stats.json").read_text())
+    assert _drops(stats, "decontam", "s") == {"contaminated": 1}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"batch_docs": 0}, "batch_docs must be >= 1"),
+    ({"dedup": {"num_perm": 0}}, "num_perm and ngram must be >= 1"),
+    ({"tokenizer": {"train_vocab_size": 100}}, "train_vocab_size: 100 is below 258"),
+    ({"tokenizer": {"train_vocab_size": 300, "pattern": "o200k"}}, "pattern: 'o200k'"),
+    ({"shards": {"max_tokens": 0}}, "max_tokens must be >= 1"),
+])
+def test_bad_values_are_refused_before_any_work(tmp_path, overrides, message):
+    from fastllm.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as info:
+        _small(tmp_path, tmp_path / "data", ["some text"], **overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_tokenizer_file_fails_before_cleaning(tmp_path):
+    from fastllm.utils.errors import FastLLMError
+
+    out = tmp_path / "data"
+    with pytest.raises(FastLLMError, match="nope.json: tokenizer file not found"):
+        prepare(_small(tmp_path, out, ["some text here"], tokenizer={"path": str(tmp_path / "nope.json")}))
+    assert not (out / "work").exists()
