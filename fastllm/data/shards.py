@@ -69,6 +69,9 @@ def write_shards(out_dir: str | Path, splits: Mapping[str, Iterable[tuple[str, S
     Shard files from an earlier run that the new index does not name are removed."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # New shards reuse the old names: drop the old index first, so a crash in between leaves no
+    # index (a clear "run prepare" error) rather than an old index over a mix of old and new files.
+    (out_dir / INDEX).unlink(missing_ok=True)
     dtype = shard_dtype(vocab_size)
     index: dict[str, Any] = {"format": FORMAT, "dtype": "uint16" if dtype.itemsize == 2 else "uint32",
                              "vocab_size": int(vocab_size),
@@ -93,6 +96,35 @@ def write_shards(out_dir: str | Path, splits: Mapping[str, Iterable[tuple[str, S
     return out_dir
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_index(path: Path, index: dict[str, Any]) -> None:
+    """Every field ShardSet reads, with the right type; files named as plain names in the directory."""
+    if not _is_count(index.get("vocab_size")) or not index["vocab_size"]:
+        raise InputFormatError(f"{path}: vocab_size must be a positive integer, got {index.get('vocab_size')!r}")
+    if index.get("eos_id") is not None and not _is_count(index["eos_id"]):
+        raise InputFormatError(f"{path}: eos_id must be a non-negative integer or null, got {index['eos_id']!r}")
+    splits = index.get("splits")
+    if not isinstance(splits, dict) or not all(isinstance(e, list) for e in splits.values()):
+        raise InputFormatError(f"{path}: splits must map split names to lists of shard entries")
+    for split, entries in splits.items():
+        for i, entry in enumerate(entries):
+            where = f"{path}: splits.{split}[{i}]"
+            if not isinstance(entry, dict):
+                raise InputFormatError(f"{where}: expected an object")
+            for key in ("file", "doc_offsets_file"):  # the second is optional (read only by doc_offsets)
+                name = entry.get(key)
+                if key not in entry and key == "doc_offsets_file":
+                    continue
+                if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+                    raise InputFormatError(f"{where}: {key} must be a file name in the shard directory, got {name!r}")
+            for key in ("tokens", "documents"):
+                if not _is_count(entry.get(key)):
+                    raise InputFormatError(f"{where}: {key} must be a non-negative integer, got {entry.get(key)!r}")
+
+
 class ShardSet:
     """Memory-mapped view of a shard directory."""
 
@@ -113,8 +145,9 @@ class ShardSet:
             raise InputFormatError(f"{path}: not a {FORMAT} index")
         if index.get("dtype") not in ("uint16", "uint32"):
             raise InputFormatError(f"{path}: dtype must be uint16 or uint32, got {index.get('dtype')!r}")
+        _check_index(path, index)
         shards = cls(directory, index)
-        for split, entries in index.get("splits", {}).items():
+        for split, entries in index["splits"].items():
             for entry in entries:
                 file = directory / entry["file"]
                 expected = entry["tokens"] * shards.dtype.itemsize
@@ -161,4 +194,8 @@ class ShardSet:
         return sum(int(e["documents"]) for e in self._entries(split))
 
     def doc_offsets(self, split: str) -> list[np.ndarray]:
-        return [np.load(self.directory / e["doc_offsets_file"], allow_pickle=False) for e in self._entries(split)]
+        entries = self._entries(split)
+        if any("doc_offsets_file" not in e for e in entries):
+            raise InputFormatError(f"{self.directory / INDEX}: split {split!r} has no document offsets "
+                                   "(doc_offsets_file); rewrite the shards with `fastllm prepare`")
+        return [np.load(self.directory / e["doc_offsets_file"], allow_pickle=False) for e in entries]

@@ -55,3 +55,37 @@ def test_rewrite_removes_stale_shards_and_bad_inputs(tmp_path):
         ShardSet.open(tmp_path)
     with pytest.raises(InputFormatError, match="no shard index"):
         ShardSet.open(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda i: i.update(splits=[1]), "splits must map"),
+    (lambda i: i["splits"]["train"].append("x"), r"splits.train\[1\]: expected an object"),
+    (lambda i: i["splits"]["train"][0].update(file="../elsewhere.bin"), "file must be a file name"),
+    (lambda i: i["splits"]["train"][0].update(doc_offsets_file="/etc/passwd"), "doc_offsets_file must be"),
+    (lambda i: i["splits"]["train"][0].pop("tokens"), "tokens must be a non-negative integer"),
+    (lambda i: i["splits"]["train"][0].update(documents=-1), "documents must be"),
+    (lambda i: i.update(vocab_size="big"), "vocab_size must be a positive integer"),
+    (lambda i: i.update(eos_id=1.5), "eos_id must be"),
+])
+def test_malformed_index_gives_one_line_errors(tmp_path, edit, message):
+    write_shards(tmp_path, {"train": [("a", [1, 2, 3])]}, vocab_size=500, tokenizer_hash="h", eos_id=0)
+    index = json.loads((tmp_path / "index.json").read_text())
+    edit(index)
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(InputFormatError, match=message) as info:
+        ShardSet.open(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_index_is_removed_before_shards_are_rewritten(tmp_path):
+    write_shards(tmp_path, {"train": [("a", [1, 2, 3])]}, vocab_size=500, tokenizer_hash="h", eos_id=None)
+
+    def crashing():
+        yield "a", np.array([4, 5])
+        raise RuntimeError("killed while writing")
+
+    with pytest.raises(RuntimeError):  # train-00000.bin is rewritten (same size), then val fails
+        write_shards(tmp_path, {"train": [("a", [7, 8, 9])], "val": crashing()}, vocab_size=500,
+                     tokenizer_hash="h2", eos_id=None)
+    with pytest.raises(InputFormatError, match="no shard index"):  # never the old index over new files
+        ShardSet.open(tmp_path)
