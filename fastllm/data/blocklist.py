@@ -21,7 +21,9 @@ class BlocklistConfig:
     scan_text_urls: bool = field(default=True, metadata={"help": "also check URLs found in the text"})
 
 
-_URL = re.compile(r"\bhttps?://([^\s/?#:]+)", re.IGNORECASE)
+# The host of a URL in running text: after an optional user@, letters, digits, dots and hyphens
+# (so "http://bad.example." or "(http://bad.example)" yields the host without the punctuation).
+_URL = re.compile(r"\bhttps?://(?:[^\s/?#@]+@)?([\w.-]+)", re.IGNORECASE)
 
 
 def _domain_of(url: str) -> str:
@@ -56,7 +58,7 @@ class Blocklist:
             if isinstance(url, str) and self._blocked_domain(_domain_of(url)):
                 return "blocked_domain"
             if self.config.scan_text_urls and "://" in doc.text:
-                if any(self._blocked_domain(m.group(1).lower()) for m in _URL.finditer(doc.text)):
+                if any(self._blocked_domain(m.group(1).lower().strip(".-")) for m in _URL.finditer(doc.text)):
                     return "blocked_domain"
         if self._words is not None:
             hits = 0

@@ -100,6 +100,9 @@ def test_blocklists(tmp_path):
     assert block.reason(doc("hello", url="https://news.bad.example/a")) == "blocked_domain"
     assert block.reason(doc("see http://evil.org/x for more")) == "blocked_domain"
     assert block.reason(doc("see https://notbad.example/x and goodbad.example")) is None
+    for text in ["Visit http://bad.example.", "(see https://bad.example)", "at https://bad.example, then",
+                 "http://user@bad.example/", "https://BAD.example:8080/x"]:
+        assert block.reason(doc(text)) == "blocked_domain", text
     assert block.reason(doc("This is FORBIDDEN text")) == "blocked_words"
     assert block.reason(doc("a Really Bad  phrase")) is None  # whitespace differs: no phrase match
     assert block.reason(doc("a really bad phrase here")) == "blocked_words"
