@@ -151,3 +151,21 @@ def test_bad_input_is_one_line_naming_the_argument(change, match):
     with pytest.raises(KernelInputError, match=match) as info:
         attention(q, k, v, **kwargs)
     assert "\n" not in str(info.value) and str(info.value).startswith("attention: ")
+
+
+def test_direct_op_calls_are_validated(seeded):
+    """torch.ops.fastllm.attention(_backward) are reachable without attention(): they check their
+    arguments before any kernel indexes memory."""
+    q, k, v = _qkv()
+    with pytest.raises(KernelInputError, match="q has 4 heads, not a multiple of k's 3 kv heads"):
+        torch.ops.fastllm.attention(q, k.repeat(1, 2, 1, 1)[:, :3], v.repeat(1, 2, 1, 1)[:, :3], True, 0.25, "ref")
+    out, lse = torch.ops.fastllm.attention(q, k, v, True, 0.25, None)
+    grad = torch.randn_like(out)
+    bad = [((grad[:, :, :5], q, k, v, out, lse, None), "grad_out has shape"),
+           ((grad, q, k, v, out, lse[:, :, :5], None), r"lse must be a contiguous float32 \(2, 4, 7\)"),
+           ((grad, q, k, v, out, lse.double(), None), "lse must be a contiguous float32"),
+           ((grad, q, k, v, out, lse, lse.transpose(1, 2).contiguous().transpose(1, 2)), "grad_lse must be a contiguous float32"),
+           ((grad, q, k, v, out.half(), lse, None), "out has dtype torch.float16")]
+    for args, match in bad:
+        with pytest.raises(KernelInputError, match=match):
+            torch.ops.fastllm.attention_backward(*args, True, 0.25, "ref")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from flash_tolerance import assert_within_flash_tolerance
 
-from fastllm.kernels import attention
+from fastllm.kernels import attention, dispatch
 from fastllm.kernels.attention.op import choose_backend
 from fastllm.kernels.attention.ref import attention_ref
 from fastllm.utils.errors import BackendUnavailableError, KernelInputError
@@ -155,6 +155,23 @@ def test_forcing_cuda_on_cpu_is_an_error():
     q, k, v = _qkv((1, 2, 1, 3, 3, 32), torch.float32)
     with pytest.raises(BackendUnavailableError, match="attention: backend=cuda cannot run"):
         attention(q, k, v, backend="cuda")
+
+
+def test_grids_beyond_cuda_limits_fall_back_when_automatic_and_fail_when_forced():
+    """B * H beyond a CUDA grid's second axis (65535): the GPU kernels cannot launch it. Fake CUDA
+    tensors stand in for a GPU, so the rule is checked on any machine."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        make = lambda batch, heads: torch.empty(batch, heads, 4, 64, device="cuda", dtype=torch.float16)
+        q, k, v = make(1024, 128), make(1024, 8), make(1024, 8)
+        small = make(2, 128), make(2, 8), make(2, 8)
+    if dispatch.unavailable_reason("attention", "triton", q.device) is not None:
+        pytest.skip("triton is not installed")
+    assert choose_backend(*small, "triton") == "triton"
+    with pytest.raises(KernelInputError, match="batch \\* heads = 131072 exceeds 65535"):
+        choose_backend(q, k, v, "triton")
+    assert choose_backend(q, k, v, None) == "ref"
 
 
 def test_cpu_auto_dispatch_is_the_reference():

@@ -13,7 +13,7 @@ import math
 import torch
 
 from fastllm import _ext
-from fastllm.kernels.attention.triton import attention_triton_backward
+from fastllm.utils.errors import BackendUnavailableError
 
 HEAD_DIMS = (64, 128)
 DTYPE_CODES = {torch.float16: 1, torch.bfloat16: 2}
@@ -73,5 +73,12 @@ def attention_cuda_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ca
     return out, lse
 
 
-# The CUDA module has no backward kernel: the Triton one consumes the same (out, lse).
-attention_cuda_backward = attention_triton_backward
+def attention_cuda_backward(*args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The CUDA module has no backward kernel: the Triton one consumes the same (out, lse).
+    Imported here, not at the top, so inference with the CUDA forward needs no triton."""
+    try:
+        from fastllm.kernels.attention.triton import attention_triton_backward
+    except ImportError as exc:
+        raise BackendUnavailableError(f"attention: the cuda backend's backward is the Triton kernel and "
+                                      f"triton cannot be imported ({exc}); pip install triton") from None
+    return attention_triton_backward(*args)

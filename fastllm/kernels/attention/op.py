@@ -1,6 +1,7 @@
 """fastllm::attention and fastllm::attention_backward: torch ops over the dispatcher.
 
-Two dispatcher ops, one convention per direction (arguments validated by `attention()`):
+Two dispatcher ops, one convention per direction (arguments validated by the op bodies and fake
+kernels below, so a direct torch.ops.fastllm call is as safe as `attention()`):
 
     "attention":           impl(q, k, v, causal, scale) -> (out, lse)
     "attention_backward":  impl(grad_out, q, k, v, out, lse, grad_lse, causal, scale) -> (dq, dk, dv)
@@ -52,12 +53,14 @@ def _unsupported(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
 @torch.library.custom_op("fastllm::attention", mutates_args=())
 def attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,
                  backend: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    _validate(q, k, v, causal)
     impl = dispatch.implementation_of(OP, choose_backend(q, k, v, backend))
     return impl(q, k, v, causal, scale)
 
 
 @attention_op.register_fake
 def _attention_fake(q, k, v, causal, scale, backend):
+    _validate(q, k, v, causal)
     batch, heads, seq_q, head_dim = q.shape
     return q.new_empty((batch, heads, seq_q, head_dim)), q.new_empty((batch, heads, seq_q), dtype=torch.float32)
 
@@ -67,12 +70,14 @@ def attention_backward_op(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tens
                           out: torch.Tensor, lse: torch.Tensor, grad_lse: torch.Tensor | None,
                           causal: bool, scale: float,
                           backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    _validate_backward(grad_out, q, k, v, out, lse, grad_lse, causal)
     impl = dispatch.implementation(BACKWARD_OP, q.device, backend)
     return impl(grad_out, q, k, v, out, lse, grad_lse, causal, scale)
 
 
 @attention_backward_op.register_fake
 def _attention_backward_fake(grad_out, q, k, v, out, lse, grad_lse, causal, scale, backend):
+    _validate_backward(grad_out, q, k, v, out, lse, grad_lse, causal)
     return tuple(t.new_empty(t.shape) for t in (q, k, v))  # contiguous, whatever the input strides
 
 
@@ -109,7 +114,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     query i sees keys j <= i + S - T. scale defaults to D**-0.5. Returns (B, H, T, D) in q's
     dtype; differentiable. `backend` forces cuda | triton | ref.
     """
-    _validate(q, k, v, causal)
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            fail(OP, f"{name} must be a torch.Tensor, got {type(t).__name__}")
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     out, _ = torch.ops.fastllm.attention(q, k, v, causal, scale, backend)
     return out
@@ -138,3 +145,22 @@ def _validate(q, k, v, causal) -> None:
     if causal and seq_q > seq_k:
         fail(OP, f"causal attention with T={seq_q} queries needs at least as many keys, got S={seq_k} "
                  "(queries are the last T of the S positions)")
+
+
+def _validate_backward(grad_out, q, k, v, out, lse, grad_lse, causal) -> None:
+    """The forward's checks plus the saved tensors' layouts the backward kernels index directly."""
+    _validate(q, k, v, causal)
+    batch, heads, seq_q, _ = q.shape
+    for name, t in (("grad_out", grad_out), ("out", out)):
+        if t.shape != q.shape:
+            fail(BACKWARD_OP, f"{name} has shape {tuple(t.shape)}; expected q's {tuple(q.shape)}")
+        checks.check_same_dtype(BACKWARD_OP, name, t, "q", q)
+        checks.check_same_device(BACKWARD_OP, name, t, "q", q)
+        checks.check_last_dim_contiguous(BACKWARD_OP, name, t)
+    for name, t in (("lse", lse), ("grad_lse", grad_lse)):
+        if t is None:  # grad_lse, when the lse output was unused
+            continue
+        if tuple(t.shape) != (batch, heads, seq_q) or t.dtype != torch.float32 or not t.is_contiguous():
+            fail(BACKWARD_OP, f"{name} must be a contiguous float32 ({batch}, {heads}, {seq_q}) tensor, got "
+                              f"{t.dtype} {tuple(t.shape)}")
+        checks.check_same_device(BACKWARD_OP, name, t, "q", q)

@@ -28,6 +28,7 @@ from fastllm.kernels.attention.triton_fwd import attention_fwd_kernel
 # Any head dim in [16, 128] divisible by 8 works (tiles are padded to a power of two; the table
 # below has entries for <= 64 and <= 128). Larger heads would not fit the tiles in shared memory.
 MIN_HEAD_DIM, MAX_HEAD_DIM = 16, 128
+MAX_GRID_Y = 65535  # the grids put B * H (B * Hkv for dk/dv) on their second axis
 
 
 def _cfg(block_m, block_n, warps, stages):
@@ -65,6 +66,8 @@ def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str
                 f"[{MIN_HEAD_DIM}, {MAX_HEAD_DIM}])")
     if q.dtype == torch.bfloat16 and q.device.type == "cpu":
         return "bfloat16 is not supported in Triton's CPU interpreter (use float32 or float16)"
+    if q.device.type == "cuda" and q.shape[0] * q.shape[1] > MAX_GRID_Y:
+        return f"batch * heads = {q.shape[0] * q.shape[1]} exceeds {MAX_GRID_Y} (a CUDA grid's second dimension)"
     return None
 
 
