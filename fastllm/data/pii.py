@@ -127,9 +127,13 @@ _SECRET_WORDS = ("key", "secret", "token", "passw")
 _ASSIGNED_SECRET = re.compile(r"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|"
                               r"password|passwd)\b[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_\-/+=.]{16,200})")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])")
-_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])")
-_AADHAAR = re.compile(r"(?<![\d-])[2-9]\d{3}([ -]?)\d{4}\1\d{4}(?![\d-])")
+# Grouped numbers (cards, SSNs, Aadhaar) must stand alone: a further digit group on either side
+# ("3407 6081 2618 2208 6409") means a table or list of numbers, where a checksum alone would pass
+# one random 12-digit run in ten.
+_ALONE_BEFORE, _ALONE_AFTER = r"(?<![\d-])(?<!\d[ -])", r"(?![\d-])(?![ -]\d)"
+_CARD = re.compile(_ALONE_BEFORE + r"\d(?:[ -]?\d){12,18}" + _ALONE_AFTER)
+_SSN = re.compile(_ALONE_BEFORE + r"(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}" + _ALONE_AFTER)
+_AADHAAR = re.compile(_ALONE_BEFORE + r"[2-9]\d{3}([ -]?)\d{4}\1\d{4}" + _ALONE_AFTER)
 _PAN = re.compile(r"\b[A-Z]{3}[PCHFATBLJG][A-Z]\d{4}[A-Z]\b")
 _IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
                    r"(?![\d.]|\.\d)")
@@ -198,11 +202,17 @@ def _find_cards(text: str) -> Iterable[Match]:
             yield Match("CREDIT_CARD", "card", m.start(), m.end())
 
 
+def _three_years(digits: str) -> bool:
+    """'2019 2020 2021' (a table header, a list of seasons) has the shape of a grouped Aadhaar."""
+    return all(1800 <= int(digits[i:i + 4]) <= 2099 for i in (0, 4, 8))
+
+
 def _find_ids(text: str) -> Iterable[Match]:
     for m in _SSN.finditer(text):
         yield Match("ID_NUMBER", "ssn", m.start(), m.end())
     for m in _AADHAAR.finditer(text):
-        if verhoeff_valid(_digits(m.group(0))):
+        digits = _digits(m.group(0))
+        if verhoeff_valid(digits) and not (m.group(1) and _three_years(digits)):
             yield Match("ID_NUMBER", "aadhaar", m.start(), m.end())
     for m in _PAN.finditer(text):
         yield Match("ID_NUMBER", "pan", m.start(), m.end())
