@@ -163,19 +163,21 @@ def _excerpt(raw: bytes) -> str:
     return raw[:_EXCERPT].decode("utf-8", "replace")
 
 
-def _lines(stream: IO[bytes], cap: int) -> Iterator[tuple[bytes, bool]]:
-    """(line, too_long) pairs; a line over `cap` bytes is skipped in bounded memory."""
+def _lines(stream: IO[bytes], cap: int) -> Iterator[tuple[bytes, bool, int]]:
+    """(line, too_long, size) triples; a line over `cap` bytes is skipped in bounded memory and
+    comes back as its first bytes, with its full size."""
     while True:
         line = stream.readline(cap + 1)
         if not line:
             return
         if len(line) > cap and not line.endswith(b"\n"):
-            head = line[:_EXCERPT]
+            head, size = line[:_EXCERPT], len(line)
             while line and not line.endswith(b"\n"):
                 line = stream.readline(1 << 20)
-            yield head, True
+                size += len(line)
+            yield head, True, size
             continue
-        yield line, False
+        yield line, False, len(line)
 
 
 class FileReader:
@@ -243,27 +245,28 @@ class FileReader:
             index += 1
             return item
 
-        for line, too_long in _lines(stream, cap):
+        for line, too_long, nbytes in _lines(stream, cap):
             line_no += 1
             if not too_long and not line.strip():
                 if block or oversized:
                     yield flush()
                 first_line = line_no + 1
                 continue
-            if too_long or size + len(line) > cap:
+            if too_long or size + nbytes > cap:
                 oversized, block = True, []
             else:
                 block.append(line)
-            size += len(line)
+            size += nbytes
         if block or oversized:
             yield flush()
 
     def _jsonl(self, stream: IO[bytes]) -> Iterator[Document | Quarantined]:
         o = self.options
-        for line_no, (line, too_long) in enumerate(_lines(stream, o.max_record_bytes), start=1):
+        for line_no, (line, too_long, nbytes) in enumerate(_lines(stream, o.max_record_bytes), start=1):
             location = f"line {line_no}"
             if too_long:
-                yield self._quarantine(location, "record_too_large", f"> max_record_bytes {o.max_record_bytes}")
+                yield self._quarantine(location, "record_too_large", f"{nbytes} bytes > max_record_bytes "
+                                       f"{o.max_record_bytes}", nbytes)
                 continue
             if not line.strip():
                 continue
@@ -311,11 +314,17 @@ class FileReader:
             yield self._quarantine("file", "missing_text", f"no column {o.text_field!r} (columns: {names})")
             return
         columns = [c for c in (o.text_field, o.id_field, o.url_field) if c and c in names]
-        row = 0
+        cap, row = o.max_record_bytes, 0
         try:
             for batch in parquet.iter_batches(batch_size=1024, columns=columns):
                 for record in batch.to_pylist():
-                    yield self._record(record, f"row {row}", row, len(str(record.get(o.text_field) or "")))
+                    text = record.get(o.text_field)
+                    nbytes = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
+                    if nbytes > cap:
+                        yield self._quarantine(f"row {row}", "record_too_large", f"{nbytes} bytes > "
+                                               f"max_record_bytes {cap}", nbytes)
+                    else:
+                        yield self._record(record, f"row {row}", row, nbytes)
                     row += 1
         except Exception as exc:
             yield self._quarantine(f"row {row}", "unreadable_parquet", f"{type(exc).__name__}: {exc}")

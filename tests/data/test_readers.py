@@ -82,6 +82,10 @@ def test_txt_per_file_and_per_block(tmp_path):
     docs, bad = _read(path, txt_mode="block")
     assert [d.text.strip() for d in docs] == ["first block\nline two", "second block", "fourth"]
     assert [(q.reason, q.location) for q in bad] == [("invalid_utf8", "block 2 (line 8)")]
+    path.write_bytes(b"short block\n\n" + b"y" * 5000 + b"\nmore\n\nlast")
+    docs, bad = _read(path, txt_mode="block", max_record_bytes=1000)
+    assert [d.text.strip() for d in docs] == ["short block", "last"]
+    assert [(q.reason, q.location, q.nbytes) for q in bad] == [("record_too_large", "block 1 (line 3)", 5006)]
 
 
 def test_huge_single_line_is_quarantined_in_bounded_memory(tmp_path):
@@ -97,6 +101,7 @@ def test_huge_single_line_is_quarantined_in_bounded_memory(tmp_path):
     docs, bad = _read(path, max_record_bytes=8 << 20)
     assert [d.text for d in docs] == ["before", "after"]
     assert [(q.reason, q.location) for q in bad] == [("record_too_large", "line 2")]
+    assert bad[0].nbytes == len('{"text": "') + (100 << 20) + len('"}\n')  # counted in the stats as dropped bytes
 
 
 def test_huge_txt_file_is_quarantined(tmp_path):
@@ -116,6 +121,9 @@ def test_parquet_reader_streams_rows_and_quarantines_nulls(tmp_path):
     docs, bad = _read(path, text_field="content", id_field="key")
     assert [d.text for d in docs] == ["alpha text", "gamma text"] and docs[1].id.endswith("#c")
     assert [(q.reason, q.location) for q in bad] == [("missing_text", "row 1")]
+    docs, bad = _read(path, text_field="content", max_record_bytes=9)
+    assert [d.text for d in docs] == [] and [(q.reason, q.nbytes) for q in bad] == [
+        ("record_too_large", 10), ("missing_text", 0), ("record_too_large", 10)]
     (tmp_path / "junk.parquet").write_bytes(b"PAR1 not really")
     docs, bad = _read(tmp_path / "junk.parquet")
     assert not docs and bad[0].reason == "unreadable_parquet"
