@@ -51,6 +51,8 @@ def test_from_ggml_bytes_checks_shapes(seeded):
         GGMLLinear.from_ggml_bytes(blocks, "q8_0", 64, 17)
     with pytest.raises(ggml.GGMLError, match="not a positive multiple of 32"):
         GGMLLinear(60, 16)
+    with pytest.raises(ggml.GGMLError, match="in_features, out_features: expected positive ints, got 64, 0"):
+        GGMLLinear(64, 0)
 
 
 def test_trains_an_input_projection_through_frozen_weights(seeded):

@@ -191,7 +191,8 @@ def test_compiles_as_one_node(seeded):
     (lambda b, p: (torch.ones(2, 64), p, "q4_0", 8), "does not match q4_0"),
     (lambda b, p: (torch.ones(2, 64), b, "q4_0_x16", 8), "does not match q4_0_x16"),
     (lambda b, p: (torch.ones(2, 64), b, "q4_k", 8), "unknown GGML type"),
-    (lambda b, p: (torch.ones(2, 64), b, "q4_0", 0), "positive int"),
+    (lambda b, p: (torch.ones(2, 64), b, "q4_0", 0), "out_features: expected positive ints, got 0"),
+    (lambda b, p: (torch.ones(2, 64), b, "q4_0", True), "out_features: expected positive ints, got True"),
 ])
 def test_bad_arguments_give_one_line_errors(make_args, message, seeded):
     _, blocks = random_weight(8, 64, "q4_0", seeded)
@@ -199,6 +200,18 @@ def test_bad_arguments_give_one_line_errors(make_args, message, seeded):
     with pytest.raises(ggml.GGMLError, match=message) as info:
         ggml.ggml_matmul(*args)
     assert "\n" not in str(info.value)
+
+
+def test_direct_op_calls_are_validated(seeded):
+    """torch.ops.fastllm.ggml_matmul is reachable without ggml_matmul(): it checks the weight's
+    shape before the kernel reads it (and its fake kernel does too, while tracing)."""
+    _, blocks = random_weight(8, 64, "q4_0", seeded)
+    with pytest.raises(ggml.GGMLError, match="does not match q4_0 for out_features=16"):
+        torch.ops.fastllm.ggml_matmul(torch.ones(2, 64), blocks, "q4_0", 16, None)
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode() as mode, pytest.raises(ggml.GGMLError, match="does not match q4_0 for out_features=16"):
+        torch.ops.fastllm.ggml_matmul(torch.ones(2, 64), mode.from_tensor(blocks), "q4_0", 16, None)
 
 
 @pytest.mark.parametrize("torch_threads", [True, False])

@@ -139,6 +139,10 @@ def test_scale_overflow_is_rejected():
     (lambda: ggml.dequantize(torch.zeros(2, 36, dtype=torch.uint8), "q4_0", (2, 70)), "multiple of 32"),
     (lambda: ggml.repack(torch.zeros(2, 35, dtype=torch.uint8), "q4_0"), "is not (N, K / 32 * 18)"),
     (lambda: ggml.unpack(torch.zeros(1, 64, dtype=torch.uint8), "q4_0", 16, 64), "is not the q4_0_x16 layout"),
+    (lambda: ggml.dequantize(torch.zeros(2, 36, dtype=torch.uint8), "q4_0", (-1, -2, 64)), "shape: expected non-negative ints, got -1, -2, 64"),
+    (lambda: ggml.dequantize(torch.zeros(2, 36, dtype=torch.uint8), "q4_0", (2.5, 64)), "shape: expected non-negative ints"),
+    (lambda: ggml.unpack(torch.zeros(0, 640, dtype=torch.uint8), "q4_0", -5, 64), "expected positive ints, got -5, 64"),
+    (lambda: ggml.dequantize_weight(torch.zeros(8, 36, dtype=torch.uint8), "q4_0", -8, 64), "expected non-negative ints"),
 ])
 def test_bad_arguments_give_one_line_errors(call, message):
     with pytest.raises(ggml.GGMLError, match=re.escape(message)) as info:

@@ -12,6 +12,7 @@ from fastllm.kernels.ggml.formats import (
     BLOCK,
     GGMLError,
     check_bytes,
+    check_dims,
     check_finite,
     check_floats,
     check_row_length,
@@ -44,7 +45,7 @@ def dequantize(blocks: torch.Tensor, qtype: str, shape, *, backend: str | None =
     quantization error)."""
     qt = qtype_of(qtype, plain_only=True)
     check_bytes("blocks", blocks)
-    shape = tuple(int(s) for s in shape)
+    shape = check_dims("shape", shape)
     if not shape:
         raise GGMLError("shape: expected at least one dimension")
     check_row_length("shape", shape[-1])
@@ -69,6 +70,7 @@ def unpack(packed: torch.Tensor, qtype: str, out_features: int, in_features: int
     """Kernel layout qtype + "_x16" -> the exact plain GGUF rows (out_features, in_features / 32 * type_size)."""
     qt = qtype_of(qtype, plain_only=True)
     check_bytes("packed", packed)
+    check_dims("out_features, in_features", (out_features, in_features), positive=True)
     check_row_length("in_features", in_features)
     expected = weight_shape(qtype_of(qtype + "_x16"), out_features, in_features)
     if tuple(packed.shape) != expected:

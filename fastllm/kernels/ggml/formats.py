@@ -9,6 +9,7 @@ byte permutation, so the GGUF bytes are always recoverable (unpack).
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -71,6 +72,18 @@ def weight_shape(qtype: QType, n: int, k: int) -> tuple[int, int]:
     return (n, k // BLOCK * qtype.type_size)
 
 
+def check_dims(name: str, dims, *, positive: bool = False) -> tuple[int, ...]:
+    """`dims` as a tuple of ints, each >= 0 (> 0 with positive=True); floats and bools refused."""
+    try:
+        out = tuple(operator.index(d) for d in dims)
+    except TypeError:
+        out = None
+    if out is None or any(isinstance(d, bool) for d in dims) or any(d < (1 if positive else 0) for d in out):
+        kind = "positive" if positive else "non-negative"
+        raise GGMLError(f"{name}: expected {kind} ints, got {', '.join(map(repr, dims))}")
+    return out
+
+
 def check_row_length(name: str, k: int) -> None:
     if k <= 0 or k % BLOCK:
         raise GGMLError(f"{name}: last dimension {k} is not a positive multiple of {BLOCK} (the GGML block size)")
@@ -108,8 +121,7 @@ def check_matmul_args(x: torch.Tensor, weight: torch.Tensor, qtype: str, out_fea
     check_floats("x", x)
     check_bytes("weight", weight)
     check_row_length("x", x.shape[-1])
-    if not isinstance(out_features, int) or out_features <= 0:
-        raise GGMLError(f"out_features: expected a positive int, got {out_features!r}")
+    check_dims("out_features", (out_features,), positive=True)
     expected = weight_shape(qt, out_features, x.shape[-1])
     if tuple(weight.shape) != expected:
         raise GGMLError(f"weight: shape {tuple(weight.shape)} does not match {qtype} for out_features="

@@ -14,6 +14,7 @@ from fastllm.kernels.ggml.api import dequantize_weight, quantize, repack, unpack
 from fastllm.kernels.ggml.formats import (
     GGMLError,
     check_bytes,
+    check_dims,
     check_row_length,
     qtype_of,
     weight_shape,
@@ -30,6 +31,7 @@ class GGMLLinear(nn.Module):
                  device: torch.device | str | None = None) -> None:
         super().__init__()
         qtype_of(qtype, plain_only=True)
+        check_dims("in_features, out_features", (in_features, out_features), positive=True)
         check_row_length("in_features", in_features)
         self.in_features, self.out_features, self.qtype = in_features, out_features, qtype
         shape = weight_shape(qtype_of(x16_name(qtype)), out_features, in_features)

@@ -14,12 +14,14 @@ from fastllm.kernels.ggml.formats import check_matmul_args
 @torch.library.custom_op("fastllm::ggml_matmul", mutates_args=())
 def ggml_matmul_op(x: torch.Tensor, weight: torch.Tensor, qtype: str, out_features: int,
                    backend: str | None = None) -> torch.Tensor:
+    check_matmul_args(x, weight, qtype, out_features)  # a direct torch.ops call skips ggml_matmul()
     impl = dispatch.implementation("ggml_matmul", x.device, backend)
     return impl(x, weight, qtype, out_features)
 
 
 @ggml_matmul_op.register_fake
 def _(x, weight, qtype, out_features, backend=None):
+    check_matmul_args(x, weight, qtype, out_features)
     return x.new_empty(*x.shape[:-1], out_features)
 
 
