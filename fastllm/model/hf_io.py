@@ -102,10 +102,16 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def model_from_tensors(config: ModelConfig, tensors: dict[str, torch.Tensor], *, where: str,
                        dtype: torch.dtype = torch.float32) -> Llama:
-    """Builds a Llama for `config` and fills it from HF-named tensors, checking names and shapes."""
-    model = Llama.empty(config)
-    expected = model.state_dict()
+    """Builds a Llama for `config` and fills it from HF-named tensors, checking names and shapes
+    before any weight memory is allocated (the config's sizes come from the file)."""
     tensors = {k: v for k, v in tensors.items() if not k.endswith(_IGNORED_SUFFIXES)}
+    layers = {name.split(".")[2] for name in tensors if name.startswith("model.layers.")}
+    if len(layers) != config.n_layers:
+        raise ConfigError(f"{where}: checkpoint does not match its config ({config.n_layers} layers configured, "
+                          f"tensors for {len(layers)}); checkpoint from a different architecture?")
+    with torch.device("meta"):
+        model = Llama(config, init=False)
+    expected = model.state_dict()
     if config.tie_embeddings:
         tensors.pop("lm_head.weight", None)
         expected.pop("lm_head.weight", None)
@@ -119,6 +125,7 @@ def model_from_tensors(config: ModelConfig, tensors: dict[str, torch.Tensor], *,
         if tuple(tensors[name].shape) != tuple(target.shape):
             raise ConfigError(f"{where}: tensor {name} has shape {tuple(tensors[name].shape)}, the config "
                               f"expects {tuple(target.shape)}; checkpoint from a different architecture?")
+    model.materialize()
     with torch.no_grad():
         for name, param in model.state_dict(keep_vars=True).items():
             if name in tensors:

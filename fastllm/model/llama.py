@@ -152,11 +152,15 @@ class Llama(nn.Module):
         """A model with uninitialised weights (no init cost), to be filled from a checkpoint."""
         with torch.device("meta"):
             model = cls(config, init=False)
-        model.to_empty(device=device)
-        if config.tie_embeddings:  # to_empty gives each module its own tensor
-            model.lm_head.weight = model.model.embed_tokens.weight
-        model.reset_rope_tables()
-        return model
+        return model.materialize(device)
+
+    def materialize(self, device: str | torch.device = "cpu") -> Llama:
+        """Gives a model built on the meta device real (uninitialised) storage on `device`."""
+        self.to_empty(device=device)
+        if self.config.tie_embeddings:  # to_empty gives each module its own tensor
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.reset_rope_tables()
+        return self
 
     def reset_rope_tables(self) -> None:
         self.rope_cos, self.rope_sin = rope_tables(self.config, self.rope_cos.device)

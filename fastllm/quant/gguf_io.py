@@ -17,6 +17,7 @@ its interleaved-pair layout; `unpermute_rows` undoes it so our (HF-layout) model
 
 from __future__ import annotations
 
+import math
 import mmap
 import struct
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ MAGIC = b"GGUF"
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _FLOAT32, _STRING, _ARRAY = 6, 8, 9
 _MAX_DIMS = 4
+_MAX_NESTING = 8  # arrays of arrays: llama.cpp writes at most 2 levels; deeper is a crafted file
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class _Cursor:
         except UnicodeDecodeError:
             raise self.fail(f"{what} is not UTF-8") from None
 
-    def value(self, vtype: int, what: str) -> Any:
+    def value(self, vtype: int, what: str, depth: int = 0) -> Any:
         if vtype == _FLOAT32:  # the shortest decimal that is this float32 (1e-05, not 9.9999997e-06)
             return float(np.format_float_scientific(np.float32(self.scalar("<f", what)), unique=True))
         if vtype in _SCALARS:
@@ -77,6 +79,8 @@ class _Cursor:
         if vtype == _STRING:
             return self.string(what)
         if vtype == _ARRAY:
+            if depth == _MAX_NESTING:
+                raise self.fail(f"{what} has arrays nested deeper than {_MAX_NESTING} levels")
             item_type = self.scalar("<I", f"{what} item type")
             count = self.scalar("<Q", f"{what} count")
             if item_type in _SCALARS:  # numeric arrays in one read, size checked first
@@ -85,7 +89,7 @@ class _Cursor:
                 return np.frombuffer(raw, dtype=np.dtype(_SCALARS[item_type])).copy()
             if count * 8 > len(self.buf) - self.pos:  # each string or array is at least 8 bytes
                 raise self.fail(f"{what} claims {count} items, more than the file can hold")
-            return [self.value(item_type, f"{what}[{i}]") for i in range(count)]
+            return [self.value(item_type, f"{what}[{i}]", depth + 1) for i in range(count)]
         raise self.fail(f"{what} has unknown value type {vtype}")
 
 
@@ -103,7 +107,11 @@ class GGUFFile:
                 self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         except OSError as exc:
             raise InputFormatError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
-        self._parse(memoryview(self._map))
+        try:
+            self._parse(memoryview(self._map))
+        except BaseException:
+            self.close()  # a rejected file keeps no mapping open
+            raise
 
     def _parse(self, buf: memoryview) -> None:
         cur = _Cursor(buf, self.path)
@@ -121,9 +129,10 @@ class GGUFFile:
             key = cur.string("metadata key")
             self.metadata[key] = cur.value(cur.scalar("<I", f"type of {key}"), key)
         infos = [self._tensor_info(cur) for _ in range(n_tensors)]
-        self.alignment = int(self.metadata.get("general.alignment", 32))
-        if self.alignment <= 0 or self.alignment & (self.alignment - 1):
-            raise cur.fail(f"general.alignment {self.alignment} is not a power of two")
+        alignment = self.metadata.get("general.alignment", 32)
+        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+            raise cur.fail(f"general.alignment {alignment!r} is not a power of two")
+        self.alignment = alignment
         data_start = -(-cur.pos // self.alignment) * self.alignment
         self.tensors: dict[str, GGUFTensor] = {}
         for name, shape, ggml_type, offset in infos:
@@ -152,7 +161,7 @@ class GGUFFile:
             raise InputFormatError(f"{where} has unknown ggml type {ggml_type}") from None
         if any(d <= 0 for d in shape) or shape[-1] % block:
             raise InputFormatError(f"{where} has shape {shape}, not whole {qtype.name} blocks of {block}")
-        count = int(np.prod(shape, dtype=np.float64))
+        count = math.prod(shape)
         nbytes = count // block * type_size
         if start % self.alignment or start + nbytes > file_size:
             raise InputFormatError(f"{where} data [{start}, {start + nbytes}) lies outside the file "
@@ -235,15 +244,19 @@ def config_from_gguf(gf: GGUFFile):
     if "token_embd.weight" not in gf.tensors:
         raise InputFormatError(f"{where}: no token_embd.weight tensor")
 
-    def get(key: str, default: Any = None) -> Any:
-        value = meta.get(f"llama.{key}", default)
+    def number(key: str, kind: type = int, default: Any = None) -> Any:
+        value = meta.get(key, default)
         if value is None:
-            raise InputFormatError(f"{where}: missing metadata llama.{key}")
-        return value
+            raise InputFormatError(f"{where}: missing metadata {key}")
+        if not isinstance(value, int if kind is int else int | float):
+            raise InputFormatError(f"{where}: metadata {key} {value!r} is not {'an integer' if kind is int else 'a number'}")
+        return kind(value)
 
-    dim, n_heads = int(get("embedding_length")), int(get("attention.head_count"))
-    head_dim = int(get("attention.key_length", dim // n_heads))
-    if int(get("rope.dimension_count", head_dim)) != head_dim:
+    dim, n_heads = number("llama.embedding_length"), number("llama.attention.head_count")
+    if n_heads <= 0:
+        raise InputFormatError(f"{where}: metadata llama.attention.head_count must be positive, got {n_heads}")
+    head_dim = number("llama.attention.key_length", default=dim // n_heads)
+    if number("llama.rope.dimension_count", default=head_dim) != head_dim:
         raise ConfigError(f"{where}: partial rotary embeddings (rope.dimension_count != head_dim) are not supported")
     if "rope_freqs.weight" in gf.tensors:
         raise ConfigError(f"{where}: per-frequency RoPE factors (rope_freqs, Llama 3.1 scaling) are not "
@@ -252,18 +265,18 @@ def config_from_gguf(gf: GGUFFile):
         raise ConfigError(f"{where}: RoPE scaling {meta['llama.rope.scaling.type']!r} is not supported")
 
     def token_id(key: str) -> int | None:
-        value = meta.get(f"tokenizer.ggml.{key}")
-        return None if value is None else int(value)
+        return number(f"tokenizer.ggml.{key}") if f"tokenizer.ggml.{key}" in meta else None
 
+    values = dict(
+        vocab_size=gf.tensors["token_embd.weight"].shape[0], dim=dim, n_layers=number("llama.block_count"),
+        n_heads=n_heads, n_kv_heads=number("llama.attention.head_count_kv", default=n_heads), head_dim=head_dim,
+        ffn_dim=number("llama.feed_forward_length"), max_seq_len=number("llama.context_length"),
+        rope_theta=number("llama.rope.freq_base", float, 10000.0),
+        norm_eps=number("llama.attention.layer_norm_rms_epsilon", float),
+        tie_embeddings="output.weight" not in gf.tensors,
+        bos_id=token_id("bos_token_id"), eos_id=token_id("eos_token_id"))
     try:
-        return ModelConfig(
-            vocab_size=gf.tensors["token_embd.weight"].shape[0], dim=dim, n_layers=int(get("block_count")),
-            n_heads=n_heads, n_kv_heads=int(get("attention.head_count_kv", n_heads)), head_dim=head_dim,
-            ffn_dim=int(get("feed_forward_length")), max_seq_len=int(get("context_length")),
-            rope_theta=float(get("rope.freq_base", 10000.0)),
-            norm_eps=float(get("attention.layer_norm_rms_epsilon")),
-            tie_embeddings="output.weight" not in gf.tensors,
-            bos_id=token_id("bos_token_id"), eos_id=token_id("eos_token_id"))
+        return ModelConfig(**values)
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -281,10 +294,9 @@ def load_gguf_model(path: str | Path, *, dtype: torch.dtype = torch.float32):
             if target is None:
                 continue  # not a weight of the model
             weight = gf.tensor(name)
-            if name.endswith("attn_q.weight"):
-                weight = unpermute_rows(weight, config.n_heads)
-            elif name.endswith("attn_k.weight"):
-                weight = unpermute_rows(weight, config.n_kv_heads)
+            heads = {"attn_q.weight": config.n_heads, "attn_k.weight": config.n_kv_heads}.get(name.split(".", 2)[-1])
+            if heads is not None and weight.shape[0] == heads * config.head_dim:  # else a shape error below
+                weight = unpermute_rows(weight, heads)
             tensors[target] = weight
         return model_from_tensors(config, tensors, where=str(path), dtype=dtype)
     finally:

@@ -126,6 +126,10 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path):
     (bad / "config.json").write_text(json.dumps(other))
     with pytest.raises(ConfigError, match="does not match its config"):
         load_pretrained(bad)
+    other["num_hidden_layers"] = 10**9  # refused from the tensor names, before a model is built
+    (bad / "config.json").write_text(json.dumps(other))
+    with pytest.raises(ConfigError, match=r"does not match its config \(1000000000 layers configured, tensors for 1\)"):
+        load_pretrained(bad)
 
     (bad / "config.json").write_text("{not json")
     with pytest.raises(InputFormatError, match="config.json: not valid JSON"):

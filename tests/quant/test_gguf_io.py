@@ -164,3 +164,66 @@ def test_wrong_architecture(tmp_path, tiny_model):
     path = write_gguf(tmp_path / "gpt2.gguf", tiny_model, arch="gpt2")
     with pytest.raises(ConfigError, match="general.architecture is 'gpt2'"):
         load_pretrained(path)
+
+
+def _string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("<Q", len(data)) + data
+
+
+def _kv(key: str, value_type: int, payload: bytes) -> bytes:
+    return _string(key) + struct.pack("<I", value_type) + payload
+
+
+def _u32(key: str, value: int) -> bytes:
+    return _kv(key, 4, struct.pack("<I", value))
+
+
+def _crafted(metadata: list[bytes], tensors: tuple[tuple[str, tuple[int, ...]], ...] = ()) -> bytes:
+    """A GGUF v3 file from raw metadata entries and F32 tensors (dims innermost first), zero data."""
+    infos, offset = b"", 0
+    for name, dims in tensors:
+        infos += _string(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims)
+        infos += struct.pack("<IQ", 0, offset)
+        offset += -(-4 * int(np.prod(dims)) // 32) * 32
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(metadata)) + b"".join(metadata) + infos
+    return head + b"\0" * (-len(head) % 32 + offset + 64)
+
+
+_LLAMA_KV = [_kv("general.architecture", 8, _string("llama")), _u32("llama.embedding_length", 8),
+             _u32("llama.attention.head_count", 2), _u32("llama.block_count", 1), _u32("llama.feed_forward_length", 8),
+             _u32("llama.context_length", 16), _kv("llama.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5))]
+
+
+def _replace(key: str, entry: bytes) -> list[bytes]:
+    return [entry if e.startswith(_string(key)) else e for e in _LLAMA_KV]
+
+
+@pytest.mark.parametrize("blob, message", [
+    # an array of arrays of ... 3000 deep: a few bytes per level, no RecursionError
+    (_crafted([_string("x") + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * 2999 + struct.pack("<IQ", 0, 0)]),
+     "nested deeper than"),
+    (_crafted([_kv("general.alignment", 8, _string("abc"))]), "general.alignment 'abc' is not a power of two"),
+    (_crafted(_replace("llama.attention.head_count", _u32("llama.attention.head_count", 0)), (("token_embd.weight", (8, 4)),)),
+     "head_count must be positive"),
+    (_crafted(_replace("llama.embedding_length", _kv("llama.embedding_length", 8, _string("eight"))),
+              (("token_embd.weight", (8, 4)),)), "llama.embedding_length 'eight' is not an integer"),
+    (_crafted([*_LLAMA_KV, _kv("tokenizer.ggml.eos_token_id", 8, _string("x"))], (("token_embd.weight", (8, 4)),)),
+     "tokenizer.ggml.eos_token_id 'x' is not an integer"),
+    # a billion layers claimed, one tensor present: refused before any model is built
+    (_crafted(_replace("llama.block_count", _u32("llama.block_count", 10**9)), (("token_embd.weight", (8, 4)),)),
+     "1000000000 layers"),
+    # attn_q with 3 rows cannot be un-permuted for 2 heads: a shape error, not a reshape traceback
+    (_crafted(_LLAMA_KV, (("token_embd.weight", (8, 4)), ("output_norm.weight", (8,)),
+                          *((f"blk.0.{n}.weight", (8,)) for n in ("attn_norm", "ffn_norm")),
+                          *((f"blk.0.{n}.weight", (8, 8)) for n in ("attn_k", "attn_v", "attn_output", "ffn_gate",
+                                                                   "ffn_up", "ffn_down")),
+                          ("blk.0.attn_q.weight", (8, 3)))),
+     r"q_proj.weight has shape \(3, 8\), the config expects \(8, 8\)"),
+])
+def test_crafted_metadata_is_a_one_line_error(tmp_path, blob, message):
+    path = tmp_path / "crafted.gguf"
+    path.write_bytes(blob)
+    with pytest.raises((InputFormatError, ConfigError), match=message) as info:
+        load_pretrained(path)
+    assert "\n" not in str(info.value) and "crafted.gguf" in str(info.value)
