@@ -139,6 +139,8 @@ class _Reader:
         normalizer = self.obj.get("normalizer")
         if normalizer is None:
             return
+        if not isinstance(normalizer, dict):
+            raise self.fail("normalizer", f"expected an object or null, got {type(normalizer).__name__}")
         if normalizer.get("type") == "Sequence" and not normalizer.get("normalizers"):
             return
         raise self.fail("normalizer", f"{normalizer.get('type')!r} is not supported; fastllm encodes raw text")
@@ -153,12 +155,13 @@ class _Reader:
                 raise self.fail("pre_tokenizer", "ByteLevel without use_regex (no split) is not supported")
             return "gpt2"
         steps = pre.get("pretokenizers") if pre.get("type") == "Sequence" else None
-        if not steps or len(steps) != 2 or steps[0].get("type") != "Split" or steps[1].get("type") != "ByteLevel":
+        if (not isinstance(steps, list) or len(steps) != 2 or not all(isinstance(x, dict) for x in steps)
+                or steps[0].get("type") != "Split" or steps[1].get("type") != "ByteLevel"):
             raise self.fail("pre_tokenizer", f"{pre.get('type')!r} is not supported; expected ByteLevel or "
                             "Sequence[Split(regex), ByteLevel]")
         split, byte_level = steps
         self.check_byte_level(byte_level, "pre_tokenizer.pretokenizers[1]")
-        regex = (split.get("pattern") or {}).get("Regex")
+        regex = split.get("pattern").get("Regex") if isinstance(split.get("pattern"), dict) else None
         name = pattern_name(regex) if isinstance(regex, str) else None
         if name is None or split.get("behavior") != "Isolated" or split.get("invert"):
             raise self.fail("pre_tokenizer.pretokenizers[0]", f"split {regex!r} ({split.get('behavior')}) is not "
@@ -173,11 +176,14 @@ class _Reader:
 
     def added_tokens(self) -> list[AddedToken]:
         out, seen = [], set()
-        for i, entry in enumerate(self.obj.get("added_tokens") or []):
+        entries = self.obj.get("added_tokens") or []
+        if not isinstance(entries, list):
+            raise self.fail("added_tokens", f"expected a list, got {type(entries).__name__}")
+        for i, entry in enumerate(entries):
             field = f"added_tokens[{i}]"
             if not isinstance(entry, dict) or not isinstance(entry.get("content"), str) or not entry["content"]:
                 raise self.fail(field, "expected an object with a non-empty 'content'")
-            if not isinstance(entry.get("id"), int) or entry["id"] < 0:
+            if not isinstance(entry.get("id"), int) or isinstance(entry["id"], bool) or entry["id"] < 0:
                 raise self.fail(field, f"invalid id {entry.get('id')!r}")
             for flag in ("single_word", "lstrip", "rstrip"):
                 if entry.get(flag):
@@ -193,11 +199,11 @@ class _Reader:
         if not isinstance(vocab, dict) or not vocab:
             raise self.fail("model.vocab", "missing or empty")
         ids = list(vocab.values())
-        if not all(isinstance(i, int) and i >= 0 for i in ids):
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
             raise self.fail("model.vocab", "token ids must be non-negative integers")
         if len(set(ids)) != len(ids):
             raise self.fail("model.vocab", "two tokens share an id")
-        tokens: list[bytes | None] = [None] * (max(ids) + 1)
+        by_id: dict[int, bytes] = {}
         for string, i in vocab.items():
             data = token_to_bytes(string)
             if data is None or not data:
@@ -205,6 +211,16 @@ class _Reader:
                     continue  # a special token also listed in the model vocab (GPT-2's <|endoftext|>)
                 raise self.fail("model.vocab", f"token {string!r} (id {i}) is not byte-level; fastllm reads "
                                 "byte-level BPE (ByteLevel pre-tokenizer) only")
+            by_id[i] = data
+        # Ids size the tables built from them (and the embedding a model needs): a stray huge id
+        # must not make us allocate gigabytes. Real vocabularies are dense; allow generous gaps.
+        used = len(set(ids) | set(added))
+        top = max([*ids, *added])
+        if top >= 2 * used + 1024:
+            raise self.fail("model.vocab" if top in by_id else "added_tokens", f"token id {top} is far above "
+                            f"the {used} ids in use; token ids must be (nearly) contiguous from 0")
+        tokens: list[bytes | None] = [None] * (max(ids) + 1)
+        for i, data in by_id.items():
             tokens[i] = data
         return tokens, vocab
 

@@ -92,3 +92,44 @@ def test_legacy_string_merges_and_cl100k_spelling_are_read(ours_llama3, tmp_path
 
     tok = Tokenizer.from_json_str(edited(ours_llama3, legacy))
     assert tok.hash() == ours_llama3.hash()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda o: o["model"]["vocab"].update({"Ġzzzq": 3 * 10**8}), "token id 300000000 is far above"),
+    (lambda o: o["added_tokens"][0].update(id=2**40), "added_tokens: token id 1099511627776 is far above"),
+    (lambda o: o.update(normalizer="NFC"), "normalizer: expected an object"),
+    (lambda o: o.update(added_tokens=7), "added_tokens: expected a list"),
+    (lambda o: o["pre_tokenizer"]["pretokenizers"].__setitem__(0, None), "is not supported"),
+    (lambda o: o["pre_tokenizer"]["pretokenizers"][0].update(pattern="\\s+"), "not one of the supported"),
+])
+def test_hostile_sizes_and_shapes_are_refused(ours_llama3, edit, message):
+    # A stray huge id used to allocate a table of that many entries (3e8: 20 GB, 90 s) and succeed.
+    with pytest.raises(TokenizerFormatError, match=message):
+        Tokenizer.from_json_str(edited(ours_llama3, edit))
+
+
+def test_any_wrongly_typed_field_is_a_format_error():
+    from fastllm.tokenizer import train_bpe
+
+    base = json.loads(train_bpe(["the quick brown fox jumps over the lazy dog " * 20], 300).to_json_str())
+
+    def paths(node, prefix=()):
+        yield prefix
+        children = node.items() if isinstance(node, dict) else enumerate(node[:2]) if isinstance(node, list) else ()
+        for key, child in children:
+            yield from paths(child, prefix + (key,))
+
+    wrong = [None, -1, 1.5, True, "x", [], {}, [1], {"type": "BPE"}, 2**40]
+    for path in list(paths(base))[1:]:
+        for value in wrong:
+            obj = json.loads(json.dumps(base))
+            node = obj
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+            try:
+                Tokenizer.from_json_str(json.dumps(obj))
+            except TokenizerFormatError:
+                pass
+            except Exception as exc:  # anything else would be a traceback for the user
+                pytest.fail(f"{'.'.join(map(str, path))} = {value!r}: {type(exc).__name__}: {exc}")
