@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from _common import cpu_name, interleaved, time_cpu, time_gpu
 
 from fastllm.kernels import attention
 from fastllm.kernels.attention.ref import attention_ref
@@ -34,46 +32,9 @@ GPU_TOKENS, GPU_HEADS, HEAD_DIM = 16384, 16, 128
 CPU_SHAPES = [(8, 8, 4, 256, 64), (4, 16, 4, 512, 64)]  # (B, H, Hkv, T, D), T = S
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def attention_flops(batch, heads, seq_q, seq_k, head_dim, causal, backward=False) -> float:
     flops = 4 * batch * heads * seq_q * seq_k * head_dim / (2 if causal else 1)
     return flops * 3.5 if backward else flops  # forward + backward = 1 + 2.5 forwards
-
-
-def _time_cpu(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def _time_gpu(fn) -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1e3
-
-
-def interleaved(candidates: dict, repeats: int, timer) -> dict[str, float]:
-    for fn in candidates.values():  # warm up; on a GPU this also compiles the kernels
-        fn()
-        fn()
-    times = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            times[name].append(timer(fn))
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def _leaves(batch, heads, kv_heads, seq_q, seq_k, head_dim, dtype, device):
@@ -108,7 +69,7 @@ def run_cpu(repeats: int) -> None:
     for batch, heads, kv_heads, seq, head_dim in CPU_SHAPES:
         q, k, v = _leaves(batch, heads, kv_heads, seq, seq, head_dim, torch.float32, "cpu")
         grad = torch.randn(batch, heads, seq, head_dim)
-        medians = interleaved(cpu_candidates(q, k, v, grad), repeats, _time_cpu)
+        medians = interleaved(cpu_candidates(q, k, v, grad), repeats, time_cpu)
         for kind, backward in (("fwd", False), ("fwd+bwd", True)):
             ours, sdpa, naive = (medians[f"{name} {kind}"] for name in ("ours", "sdpa", "naive"))
             gflops = attention_flops(batch, heads, seq, seq, head_dim, True, backward) / ours / 1e9
@@ -143,7 +104,7 @@ def run_gpu_training(repeats: int, seqs) -> None:
         batch = max(1, GPU_TOKENS // seq)
         q, k, v = _leaves(batch, GPU_HEADS, GPU_HEADS, seq, seq, HEAD_DIM, torch.bfloat16, "cuda")
         grad = torch.randn_like(q)
-        medians = interleaved(gpu_candidates(q, k, v, grad, backends), repeats, _time_gpu)
+        medians = interleaved(gpu_candidates(q, k, v, grad, backends), repeats, time_gpu)
         for kind, backward in (("fwd", False), ("fwd+bwd", True)):
             flops = attention_flops(batch, GPU_HEADS, seq, seq, HEAD_DIM, True, backward)
             sdpa = flops / medians[f"sdpa {kind}"] / 1e12
@@ -165,7 +126,7 @@ def run_gpu_decode(repeats: int) -> None:
         medians = interleaved({
             "sdpa": lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
             "cuda": lambda q=q, k=k, v=v: attention(q, k, v, causal=True, backend="cuda"),
-        }, repeats, _time_gpu)
+        }, repeats, time_gpu)
         nbytes = 2 * k.numel() * k.element_size()
         print(f"{batch:>3} {seq:>6} {nbytes / medians['sdpa'] / 1e9:9.0f} {nbytes / medians['cuda'] / 1e9:9.0f} "
               f"{medians['sdpa'] / medians['cuda']:6.2f}")

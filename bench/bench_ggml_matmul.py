@@ -22,29 +22,18 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from _common import cpu_name
 
 from fastllm.kernels import cpu_isa, ggml
 from fastllm.kernels.ggml.hugepages import copy_to_huge_pages
 
 SHAPES = [(4096, 4096), (14336, 4096), (4096, 14336), (11008, 4096)]  # (N, K) = (out, in)
 L3_BYTES = 32 << 20
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 _BIG: list[torch.Tensor] = []

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
-import statistics
-import time
 
 import torch
+from _common import cpu_name, interleaved, time_cpu, time_gpu
 
 from fastllm.kernels import cpu_isa, rope, rope_tables
 
@@ -30,17 +28,6 @@ CPU_SHAPES = [  # (B, T, Hq, Hk, D)
     (2, 1024, 32, 8, 128),   # a LLaMA-8B-shaped prefill
 ]
 GPU_SHAPES = [(1, 1, 32, 8, 128), (8, 1024, 32, 8, 128), (4, 4096, 32, 8, 128)]
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -69,32 +56,6 @@ def _bytes(shape, dtype) -> int:
     return 2 * batch * seq * (q_heads + k_heads) * head_dim * torch.tensor([], dtype=dtype).element_size()
 
 
-def _time_cpu(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def _time_gpu(fn) -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1e3
-
-
-def interleaved(candidates: dict, repeats: int, timer) -> dict[str, float]:
-    for fn in candidates.values():  # warm up (and compile, on a GPU)
-        fn()
-        fn()
-    times = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            times[name].append(timer(fn))
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 def cpu_candidates(q, k, cos, sin, cos_full, sin_full) -> dict:
     q_inplace, k_inplace = q.clone(), k.clone()
     return {
@@ -118,7 +79,7 @@ def run_cpu(repeats: int, shapes) -> None:
           f"{'ours GB/s':>9} {'ratio':>6} {'ratio inplace':>13}")
     for shape in shapes:
         for dtype in (torch.float32, torch.bfloat16):
-            medians = interleaved(cpu_candidates(*_inputs(shape, dtype, "cpu")), repeats, _time_cpu)
+            medians = interleaved(cpu_candidates(*_inputs(shape, dtype, "cpu")), repeats, time_cpu)
             gbps = _bytes(shape, dtype) / medians["ours"] / 1e9
             print(f"{str(shape):>22} {str(dtype)[6:]:>9} {medians['eager'] * 1e3:9.3f} {medians['ours'] * 1e3:9.3f} "
                   f"{medians['inplace'] * 1e3:10.3f} {gbps:9.1f} {medians['eager'] / medians['ours']:6.2f} "
@@ -135,7 +96,7 @@ def run_gpu(repeats: int) -> None:
     for shape in GPU_SHAPES:
         inputs = _inputs(shape, torch.bfloat16, "cuda")
         for backend in backends:
-            medians = interleaved(gpu_candidates(backend, *inputs), repeats, _time_gpu)
+            medians = interleaved(gpu_candidates(backend, *inputs), repeats, time_gpu)
             nbytes = _bytes(shape, torch.bfloat16)
             print(f"{str(shape):>22} {backend:>8} {medians['eager'] * 1e3:9.3f} {medians['ours'] * 1e3:9.3f} "
                   f"{nbytes / medians['ours'] / 1e9:9.1f} {nbytes / medians['eager'] / 1e9:10.1f} "

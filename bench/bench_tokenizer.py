@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import machine, median_seconds
+
 SITE = Path(importlib.util.find_spec("tokenizers").submodule_search_locations[0]).parent
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|pad|>"]
 
@@ -137,15 +139,6 @@ def run_training(kind: str, files: list[Path], vocab: int, out: Path) -> dict | 
 # ---------------------------------------------------------------------------------------------
 # Encoding
 # ---------------------------------------------------------------------------------------------
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def encoders(tokenizer_path: Path):
     """name -> (one-doc encode fn, batch encode fn(docs, threads) or None, whole-text fn or None)."""
     from fastllm.tokenizer import Tokenizer
@@ -221,8 +214,7 @@ def main() -> None:
         return train_worker(args.train_worker, args.files, args.vocab, args.out)
     train_mb = 20 if args.quick else args.train_mb
     repeats = 1 if args.quick else 3
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"{_cpu_model()}, python {platform.python_version()}")
+    print(f"machine: {machine()}, python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         files = build_training_corpus(tmp, train_mb)
@@ -250,16 +242,6 @@ def _compression(tmp: Path, text: str) -> None:
             tok = Tokenizer.from_file(tmp / f"{kind}.json")
             sizes[kind] = len(text.encode()) / len(tok.encode(text, disallowed_special=()))
     print("  held-out bytes/token: " + ", ".join(f"{k} {v:.4f}" for k, v in sizes.items()))
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

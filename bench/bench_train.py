@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from _common import machine
 from torch import nn
 
 from fastllm.model import Llama, ModelConfig, cross_entropy
@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"machine: {machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     for device in devices:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         batch = args.batch if device.type == "cpu" else max(args.batch, 32)
