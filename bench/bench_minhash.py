@@ -9,14 +9,13 @@ Run: .venv/bin/python bench/bench_minhash.py [--docs 10000] [--threads 2]
 from __future__ import annotations
 
 import argparse
-import platform
 import random
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from _common import cpu_name
+from _common import median_seconds as timed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastllm.data.minhash import MinHasher, jaccard_estimate  # noqa: E402
@@ -48,25 +47,6 @@ def rensa_signatures(docs, num_perm):
         m.update([s.decode() for s in shingles(d)])
         out.append(m)
     return out
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def main() -> None:
