@@ -8,7 +8,9 @@
 Encoding follows HF tokenizers' BPE model (lowest merge rank first, leftmost first). Special
 tokens follow tiktoken: by default their text in the input is an error (`disallowed_special=
 "all"`); `allowed_special={"<|end_of_text|>"}` or `"all"` encodes them as their ids, and
-`disallowed_special=()` encodes them as ordinary text. Strings with lone surrogates (which have no
+`disallowed_special=()` encodes them as ordinary text. Added tokens that are not special (HF's
+`"special": false`) are always encoded as their ids, as `tokenizers` does; these options govern
+special tokens only. Strings with lone surrogates (which have no
 UTF-8 form) are encoded with each lone surrogate replaced by U+FFFD, as tiktoken does.
 """
 
@@ -86,6 +88,9 @@ class Tokenizer:
         self._special = {t.content: t.id for t in self._added}
         self._special_order = [t.content for t in self._added]
         self._all_special_indices = list(range(len(self._added)))
+        # Non-special added tokens are matched in all text (HF); the options choose among the rest.
+        self._always = [i for i, t in enumerate(self._added) if not t.special]
+        self._controlled = [i for i, t in enumerate(self._added) if t.special]
         self._vocab_size = max([len(self._tokens) - 1, *(t.id for t in self._added), -1]) + 1
         self._model = self._build_model()
         self._json: str | None = None
@@ -162,15 +167,16 @@ class Tokenizer:
         if not self._added:
             return None, None
         if disallowed_special == "all" and not allowed_special:  # the default: every special is an error
-            return None, self._all_special_indices
-        allowed = (self._all_special_indices if allowed_special == "all"
-                   else self._special_indices(allowed_special) if allowed_special else [])
+            return self._always or None, self._controlled or None
+        allowed = set(self._all_special_indices if allowed_special == "all"
+                      else self._special_indices(allowed_special) if allowed_special else ())
+        allowed.update(self._always)
         if disallowed_special == "all":
-            chosen = set(allowed)
-            disallowed = [i for i in self._all_special_indices if i not in chosen]
+            disallowed = [i for i in self._controlled if i not in allowed]
         else:
             disallowed = self._special_indices(disallowed_special) if disallowed_special else []
-        return allowed or None, disallowed or None
+            disallowed = [i for i in disallowed if i not in self._always]
+        return sorted(allowed) or None, disallowed or None
 
     def _check_disallowed(self, texts: Sequence[str], indices: list[int] | None) -> None:
         if not indices:
@@ -197,38 +203,32 @@ class Tokenizer:
     def encode_ordinary(self, text: str) -> list[int]:
         """Token ids of `text` with special-token strings encoded as plain text."""
         try:
-            return self._model.encode(text, None)
+            return self._model.encode(text, self._always or None)
         except UnicodeEncodeError:
-            return self._model.encode(replace_surrogates(text), None)
+            return self._model.encode(replace_surrogates(text), self._always or None)
 
     def encode_batch(self, texts: Sequence[str], num_threads: int | None = None, *,
                      allowed_special: SpecialSet = (), disallowed_special: SpecialSet = "all") -> list[list[int]]:
         """encode() of every text, on `num_threads` C++ threads (default: default_threads())."""
-        texts = texts if isinstance(texts, list) else list(texts)
-        allowed, disallowed = self._resolve(allowed_special, disallowed_special)
-        threads = default_threads() if num_threads is None else max(1, int(num_threads))
-        try:
-            self._check_disallowed(texts, disallowed)
-            return self._model.encode_batch(texts, allowed, threads)
-        except UnicodeEncodeError:
-            fixed = [replace_surrogates(t) for t in texts]
-            return self.encode_batch(fixed, threads, allowed_special=allowed_special,
-                                     disallowed_special=disallowed_special)
+        return self._batch(self._model.encode_batch, texts, num_threads, allowed_special, disallowed_special)
 
     def encode_batch_flat(self, texts: Sequence[str], num_threads: int | None = None, *,
                           allowed_special: SpecialSet = (), disallowed_special: SpecialSet = "all"):
         """encode_batch as numpy arrays: (tokens uint32, offsets int64 of len(texts) + 1), text i's
         ids being tokens[offsets[i]:offsets[i + 1]]. No Python int per token: for bulk work."""
+        return self._batch(self._model.encode_batch_flat, texts, num_threads, allowed_special, disallowed_special)
+
+    def _batch(self, encode, texts, num_threads, allowed_special, disallowed_special):
         texts = texts if isinstance(texts, list) else list(texts)
         allowed, disallowed = self._resolve(allowed_special, disallowed_special)
         threads = default_threads() if num_threads is None else max(1, int(num_threads))
         try:
             self._check_disallowed(texts, disallowed)
-            return self._model.encode_batch_flat(texts, allowed, threads)
+            return encode(texts, allowed, threads)
         except UnicodeEncodeError:
-            fixed = [replace_surrogates(t) for t in texts]
-            return self.encode_batch_flat(fixed, threads, allowed_special=allowed_special,
-                                          disallowed_special=disallowed_special)
+            texts = [replace_surrogates(t) for t in texts]
+            self._check_disallowed(texts, disallowed)
+            return encode(texts, allowed, threads)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """Token bytes joined. `ids`: a list, any sequence, a 1-D integer numpy array or an iterable."""

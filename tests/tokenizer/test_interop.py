@@ -137,3 +137,24 @@ def test_gguf_fields_round_trip_through_gguf_package(ours_llama3, ours_gpt2, tmp
         assert types.count(3) == len(SPECIALS) and types[tok.eos_id] == 3
         eos = reader.fields["tokenizer.ggml.eos_token_id"]
         assert int(eos.parts[eos.data[0]][0]) == tok.eos_id
+
+
+def test_non_special_added_tokens_are_always_matched_like_hf(hf_llama3, texts, tmp_path):
+    hf = tokenizers.Tokenizer.from_str(hf_llama3.to_str())  # a copy: the fixture is shared
+    hf.add_tokens([tokenizers.AddedToken("thee", normalized=False), tokenizers.AddedToken("<think>"),
+                   tokenizers.AddedToken(" naïve")])  # special=False: part of the text, not control tokens
+    hf.add_special_tokens(["[CTRL]"])
+    hf.save(str(tmp_path / "added.json"))
+    tok = Tokenizer.from_file(tmp_path / "added.json")
+    probe = [t for t in texts if "<|" not in t][:400] + ["I love thee <think> well", "a naïve plan", "thee"]
+    expected = hf_ids(hf, probe)
+    assert tok.encode_batch(probe, num_threads=2) == expected  # the defaults: no error, HF's ids
+    assert [tok.encode(t) for t in probe[-3:]] == expected[-3:]
+    assert [tok.encode_ordinary(t) for t in probe[-3:]] == expected[-3:]
+    mixed = ["thee [CTRL] <think>"]
+    with pytest.raises(ValueError, match=r"'\[CTRL\]'"):  # special tokens keep tiktoken's rule
+        tok.encode_batch(mixed)
+    assert tok.encode_batch(mixed, allowed_special="all") == hf_ids(hf, mixed)
+    assert tok.decode(tok.encode(probe[-3])) == probe[-3]
+    again = tokenizers.Tokenizer.from_file(str(tok.save(tmp_path / "ours.json")))  # and our file keeps them
+    assert hf_ids(again, probe) == expected
