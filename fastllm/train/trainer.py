@@ -121,7 +121,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config.optim, self.device)
         self.bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
         self.ckpt_root = config.out_dir / "ckpt"
-        self.start_step, self.tokens_seen, self.skipped = 0, 0, 0
+        # Counters of the run so far; checkpoints carry them so a resumed run continues them.
+        self.start_step, self.tokens_seen, self.skipped, self.consecutive_skips = 0, 0, 0, 0
         resumed = self._resume() if config.resume else None
         self.metrics = MetricsLog(config.out_dir / "metrics.jsonl", resume_step=resumed, enabled=self.dist.is_main)
 
@@ -230,7 +231,7 @@ class Trainer:
         bar = progress(total=cfg.steps, initial=self.start_step, desc="pretrain", unit="step") \
             if self.dist.is_main else _Silent()
         losses: list[float] = []
-        val_loss, consecutive_skips = None, 0
+        val_loss = None
         start_time = window_start = time.perf_counter()
         window_tokens = 0
         for step in range(self.start_step, cfg.steps):
@@ -240,14 +241,14 @@ class Trainer:
             window_tokens += tokens_per_step
             if not applied:
                 self.skipped += 1
-                consecutive_skips += 1
+                self.consecutive_skips += 1
                 self.say(f"step {step + 1}: non-finite loss {loss} or gradient norm {norm}; update skipped")
-                if cfg.on_nonfinite == "halt" or consecutive_skips > cfg.max_skips:
+                if cfg.on_nonfinite == "halt" or self.consecutive_skips > cfg.max_skips:
                     raise TrainingHalted(f"{cfg.out_dir}: non-finite loss/gradient at step {step + 1} "
-                                         f"({consecutive_skips} in a row); weights are those of the last good step; "
-                                         "lower optim.lr or check the data")
+                                         f"({self.consecutive_skips} in a row); weights are those of the last good "
+                                         "step; lower optim.lr or check the data")
             else:
-                consecutive_skips = 0
+                self.consecutive_skips = 0
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 elapsed = time.perf_counter() - window_start
@@ -292,7 +293,8 @@ class Trainer:
             optim_tensors, optim_groups = checkpoint.flatten_optimizer(optim_state)
             rng_tensors, rng_json = rng.to_storage(states)
             state = {"step": step, "world_size": self.dist.world_size, "tokens_seen": self.tokens_seen,
-                     "skipped_steps": self.skipped, "model_config": self.model_config.to_hf(),
+                     "skipped_steps": self.skipped, "consecutive_skips": self.consecutive_skips,
+                     "model_config": self.model_config.to_hf(),
                      "tokenizer_hash": self.shards.tokenizer_hash,
                      "data": {"sampler": "random-windows-v1", "seed": self.cfg.seed, "next_step": step,
                               "shards": str(self.shards.path), "seq_len": self.cfg.data.seq_len},
@@ -307,7 +309,7 @@ class Trainer:
         if found is None:
             self.say(f"no complete checkpoint in {self.ckpt_root}; starting from step 0")
             return None
-        tensors, state = checkpoint.load(found)
+        tensors, state = checkpoint.load(found, verified=True)
         self._check_compatible(found, state)
         model_state = dict(tensors["model"])
         if self.model_config.tie_embeddings:
@@ -316,6 +318,7 @@ class Trainer:
         distributed.load_full_state(self.wrapped, self.optimizer, model_state, optim_state)
         rng.restore(self.dist.rank, tensors["rng"], state["rng"])
         self.start_step, self.tokens_seen, self.skipped = state["step"], state["tokens_seen"], state["skipped_steps"]
+        self.consecutive_skips = state.get("consecutive_skips", 0)
         self.say(f"resumed from {found} (step {self.start_step})")
         return self.start_step
 
@@ -332,8 +335,14 @@ class Trainer:
         if state["tokenizer_hash"] != self.shards.tokenizer_hash:
             raise ConfigError(f"{where}: trained on tokenizer {state['tokenizer_hash'][:12]}, the shards in "
                               f"{self.shards.path} use {self.shards.tokenizer_hash[:12]}")
-        if state["data"]["seed"] != self.cfg.seed or state["data"]["seq_len"] != self.cfg.data.seq_len:
-            self.say(f"note: seed/seq_len differ from {where}; the data order will not continue the old run")
+        # The data windows and the learning rate of a step depend on these; a change is allowed
+        # (e.g. more steps), but the run then differs from an uninterrupted one.
+        saved, now = state["config"], to_dict(self.cfg)
+        changed = [key for key in ("seed", "steps", "batch_size", "optim") if saved.get(key) != now[key]]
+        changed += ["data.seq_len"] if saved.get("data", {}).get("seq_len") != self.cfg.data.seq_len else []
+        if changed:
+            self.say(f"note: {', '.join(changed)} changed since {where}; the resumed run will not match an "
+                     "uninterrupted run of either setting")
 
     def _save_model(self) -> Path | None:
         model_state, _ = distributed.full_state(self.wrapped, self.optimizer)

@@ -120,6 +120,45 @@ def test_nonfinite_steps_are_skipped_without_touching_weights(shards, tmp_path, 
                              on_nonfinite="halt"))
 
 
+def test_consecutive_skips_carry_over_a_resume(shards, tmp_path, monkeypatch):
+    """Steps 2-4 are non-finite and max_skips=2: the run halts at step 4 whether or not it was
+    interrupted after the checkpoint of step 3 (the streak is part of the checkpoint)."""
+    current = {}
+    real_lr, real_loss = trainer_module.learning_rate, trainer_module.Trainer.forward_loss
+
+    def lr_and_note_step(step, total, optim):
+        current["step"] = step
+        return real_lr(step, total, optim)
+
+    def poisoned(self, batch):
+        if current["step"] == current.get("crash_at"):
+            raise KeyboardInterrupt  # the process dies after its step-3 checkpoint
+        loss = real_loss(self, batch)
+        return loss * float("nan") if current["step"] in (1, 2, 3) else loss
+
+    monkeypatch.setattr(trainer_module, "learning_rate", lr_and_note_step)
+    monkeypatch.setattr(trainer_module.Trainer, "forward_loss", poisoned)
+    config = dict(steps=6, save_every=3, eval_every=0, save_model=False, max_skips=2)
+    with pytest.raises(TrainingHalted, match="at step 4 \\(3 in a row\\)"):
+        pretrain(make_config(shards, tmp_path / "straight", **config))
+    current["crash_at"] = 3
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(make_config(shards, tmp_path / "interrupted", **config))
+    current["crash_at"] = None
+    with pytest.raises(TrainingHalted, match="at step 4 \\(3 in a row\\)"):
+        pretrain(make_config(shards, tmp_path / "interrupted", **config, resume=True))
+
+
+def test_resume_with_changed_schedule_or_data_settings_says_so(shards, tmp_path, capsys):
+    out = tmp_path / "run"
+    pretrain(make_config(shards, out, steps=2, save_every=2, eval_every=0, save_model=False))
+    capsys.readouterr()
+    pretrain(make_config(shards, out, steps=3, eval_every=0, save_model=False, resume=True, optim={"lr": 2e-2}))
+    assert "note: steps, optim changed since" in capsys.readouterr().err
+    pretrain(make_config(shards, out, steps=3, eval_every=0, save_model=False, resume=True, optim={"lr": 2e-2}))
+    assert "note:" not in capsys.readouterr().err  # the step-3 checkpoint has these settings
+
+
 def test_activation_checkpointing_gives_the_same_losses(shards, tmp_path):
     plain = pretrain(make_config(shards, tmp_path / "a", steps=3, save_every=0, save_model=False))
     recomputed = pretrain(make_config(shards, tmp_path / "b", steps=3, save_every=0, save_model=False,
