@@ -32,7 +32,8 @@ from fastllm.utils.errors import InputFormatError
 FORMAT = "fastllm-ckpt-v1"
 MANIFEST = "manifest.json"
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
-_PARTIAL_DIR = re.compile(r"^\.step-\d{8}\..*\.tmp$")
+# Leftovers of killed saves: the temporary directory, or an old step directory moved aside.
+_PARTIAL_DIR = re.compile(r"^\.step-\d{8}\.(.*\.tmp|old)$")
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -76,23 +77,30 @@ def prune(root: Path, keep_last: int) -> None:
 
 
 def verify(path: Path) -> str | None:
-    """None when `path` is a complete, intact checkpoint; otherwise why not."""
+    """None when `path` is a complete, intact checkpoint: its manifest lists exactly the files
+    beside it (state.json among them), each with its size and sha256; otherwise why not."""
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         return "no manifest (the save was interrupted)"
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files = manifest["files"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        files = dict(manifest["files"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         return f"unreadable manifest ({exc})"
     if manifest.get("format") != FORMAT:
         return f"format {manifest.get('format')!r} is not {FORMAT!r}"
     for name, meta in files.items():
+        if not (isinstance(meta, dict) and isinstance(meta.get("bytes"), int) and isinstance(meta.get("sha256"), str)
+                and name == Path(name).name):
+            return f"unreadable manifest entry for {name}"
         file = path / name
         if not file.is_file():
             return f"{name} is missing"
         if file.stat().st_size != meta["bytes"] or _sha256(file) != meta["sha256"]:
             return f"{name} does not match its checksum"
+    unlisted = sorted({p.name for p in path.iterdir()} - set(files) - {MANIFEST})
+    if unlisted or "state.json" not in files:
+        return f"files not in the manifest: {', '.join(unlisted or ['state.json'])}"
     return None
 
 
@@ -110,9 +118,10 @@ def latest_complete(root: Path, log: Callable[[str], None]) -> Path | None:
     return None
 
 
-def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-    """(tensors by file stem, state) of a complete checkpoint."""
-    problem = verify(path)
+def load(path: Path, *, verified: bool = False) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """(tensors by file stem, state) of a complete checkpoint (checked first unless `verified`
+    says latest_complete just did)."""
+    problem = None if verified else verify(path)
     if problem is not None:
         raise InputFormatError(f"{path}: not a complete checkpoint: {problem}")
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))

@@ -98,6 +98,32 @@ def test_checkpoint_manifest_and_damage_detection(tmp_path):
         checkpoint.load(root / "step-00000003")
 
 
+def test_manifest_must_vouch_for_every_file(tmp_path):
+    root = tmp_path / "ckpt"
+    root.mkdir()
+    path = checkpoint.save(root, 1, {"model": {"w": torch.ones(3)}}, {"step": 1}, keep_last=1)
+    manifest = json.loads((path / "manifest.json").read_text())
+
+    def verify_with(files):
+        (path / "manifest.json").write_text(json.dumps({**manifest, "files": files}))
+        return checkpoint.verify(path)
+
+    assert verify_with(manifest["files"]) is None
+    assert verify_with({}) == "files not in the manifest: model.safetensors, state.json"
+    assert verify_with({**manifest["files"], "state.json": {"sha256": "0" * 64}}) == "unreadable manifest entry for state.json"
+    assert verify_with({**manifest["files"], "../../x": manifest["files"]["state.json"]}).startswith("unreadable manifest")
+    assert verify_with([1, 2]).startswith("unreadable manifest")
+    verify_with(manifest["files"])
+    (path / "extra.safetensors").write_bytes((path / "model.safetensors").read_bytes())
+    assert checkpoint.verify(path) == "files not in the manifest: extra.safetensors"
+    (path / "extra.safetensors").unlink()
+    # A save killed between moving an old step directory aside and renaming the new one in leaves
+    # a `.step-N.old` directory; the next save removes it with the other leftovers.
+    (root / ".step-00000001.old").mkdir()
+    checkpoint.save(root, 2, {"model": {"w": torch.ones(3)}}, {"step": 2}, keep_last=1)
+    assert sorted(p.name for p in root.iterdir()) == ["step-00000002"]
+
+
 def test_optimizer_state_flattening_round_trip():
     model = Llama(ModelConfig.preset("tiny", n_layers=1, vocab_size=50))
     optimizer = build_optimizer(model, OptimSection(), torch.device("cpu"))
