@@ -216,6 +216,7 @@ class Pipeline:
         return self._run_map(stage, tokenize_task, [
             {"part": p["part"], "source": p["source"], "input": str(self.work / "clean" / f"{p['part']}.parquet"),
              "keep": str(dedup_stage.dir / f"{p['part']}.keep.npy"), "tokenizer": tokenizer_path,
+             "tokenizer_hash": tok_key["hash"],
              "split": to_dict(c.split), "seed": c.seed, "threads": self.threads, "batch_docs": c.batch_docs}
             for p in parts], executor)
 

@@ -39,9 +39,13 @@ def train_tokenizer(texts: Iterator[str], vocab_size: int, min_frequency: int, p
                      special_tokens=TRAIN_SPECIAL_TOKENS, pattern=pattern, num_threads=threads)
 
 
-@functools.cache
-def _cached_tokenizer(path: str):
-    return load_tokenizer(path)
+@functools.lru_cache(maxsize=4)
+def _cached_tokenizer(path: str, expected_hash: str):
+    # Keyed by the hash too: one process may run prepare again with another tokenizer at the same path.
+    tokenizer = load_tokenizer(path)
+    if tokenizer.hash() != expected_hash:
+        raise FastLLMError(f"{path}: changed while the data was being prepared; run `fastllm prepare` again")
+    return tokenizer
 
 
 def split_of(doc_id: str, file: str, config: SplitConfig, seed: int) -> int:
@@ -64,7 +68,7 @@ def tokenize_task(task: dict[str, Any]) -> dict[str, Any]:
     """Executor entry point: tokenizes the kept documents of one cleaned part."""
     import pyarrow.parquet as pq
 
-    tokenizer = _cached_tokenizer(task["tokenizer"])
+    tokenizer = _cached_tokenizer(task["tokenizer"], task["tokenizer_hash"])
     split_config = SplitConfig(**task["split"])
     table = pq.read_table(task["input"], columns=["id", "text", "file"])
     keep = np.load(task["keep"], allow_pickle=False)

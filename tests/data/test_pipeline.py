@@ -220,9 +220,11 @@ def test_trained_tokenizer_reads_documents_as_text_and_is_retrained_when_replace
     out = tmp_path / "data"
     prepare(_small(tmp_path, out, docs))  # documents that look like paths are text, not files to open
     trained = (out / "tokenizer.json").read_bytes()
+    assert sorted(_all_text(out).split("<|end_of_text|>")) == sorted(docs + [""])
     given = corpus[0] / "tok.json"
     prepare(_small(tmp_path, out, docs, tokenizer={"path": str(given)}))
     assert (out / "tokenizer.json").read_bytes() == given.read_bytes()
+    assert sorted(_all_text(out).split("<|end_of_text|>")) == sorted(docs + [""])  # encoded with the new one
     prepare(_small(tmp_path, out, docs))  # back to training: the given file must not be taken for it
     assert (out / "tokenizer.json").read_bytes() == trained
 
