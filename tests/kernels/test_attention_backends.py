@@ -174,6 +174,19 @@ def test_grids_beyond_cuda_limits_fall_back_when_automatic_and_fail_when_forced(
     assert choose_backend(q, k, v, None) == "ref"
 
 
+@pytest.mark.parametrize("backend", ["ref", "triton"])
+@pytest.mark.parametrize("shape", [(1, 2, 1, 0, 4, 32), (0, 2, 1, 3, 4, 32), (1, 0, 1, 3, 4, 32)])
+def test_empty_inputs(seeded, backend, shape):
+    """No queries, batch or heads: empty outputs and gradients (torch's fused CPU kernel, behind
+    the ref backend, dies of SIGFPE on T = 0, so that case must not reach it)."""
+    leaves = [t.requires_grad_() for t in _qkv(shape, torch.float32)]
+    out = attention(*leaves, causal=False, backend=backend)
+    assert out.shape == leaves[0].shape
+    out.sum().backward()
+    assert [t.grad.shape for t in leaves] == [t.shape for t in leaves]
+    assert all(not t.grad.any() for t in leaves)
+
+
 def test_cpu_auto_dispatch_is_the_reference():
     q, k, v = _qkv((1, 2, 1, 3, 3, 32), torch.float32)
     assert choose_backend(q, k, v, None) == "ref"

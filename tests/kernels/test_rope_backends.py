@@ -91,6 +91,17 @@ def test_gradients_match_the_reference(seeded, backend):
     torch.testing.assert_close(results[1], results[0], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("backend", ["ref", "cpp", "triton"])
+@pytest.mark.parametrize("shape", [(1, 0, 2, 1, 8), (0, 3, 2, 1, 8), (1, 3, 0, 1, 8), (1, 3, 0, 0, 8)])
+def test_empty_inputs(seeded, backend, shape):
+    q, k, cos, sin = _inputs(*shape, torch.float32)
+    q.requires_grad_()
+    q_rot, k_rot = rope(q, k, cos, sin, backend=backend)
+    assert q_rot.shape == q.shape and k_rot.shape == k.shape
+    q_rot.sum().backward()  # autograd's gradient of an empty sum has all strides 0
+    assert q.grad.shape == q.shape
+
+
 def test_auto_dispatch_uses_cpp_on_the_cpu():
     from fastllm.kernels import dispatch
 

@@ -57,6 +57,8 @@ def attention_cuda_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ca
     kv_heads, seq_k = k.shape[1], k.shape[2]
     out = torch.empty((batch, heads, seq_q, head_dim), dtype=q.dtype, device=q.device)
     lse = torch.empty((batch, heads, seq_q), dtype=torch.float32, device=q.device)
+    if out.numel() == 0:  # a grid with a zero dimension is an invalid launch
+        return out, lse
     module = _ext.cuda().attention
     common = (DTYPE_CODES[q.dtype], q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), lse.data_ptr(),
               _strides(q), _strides(k), _strides(v), _strides(out), batch, heads, kv_heads)

@@ -55,7 +55,7 @@ def attention_ref_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cau
     """The dispatcher's `ref` forward: (out, lse); torch's fused CPU kernel on a CPU (sdpa_cpu.py)."""
     from fastllm.kernels.attention import sdpa_cpu
 
-    if q.device.type == "cpu" and sdpa_cpu.available():
+    if sdpa_cpu.available(q):
         return sdpa_cpu.forward(q, k, v, causal, scale)
     out, lse = attention_ref(q, k, v, causal, scale)
     return out, lse.contiguous()
@@ -67,7 +67,7 @@ def attention_ref_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Ten
     """The dispatcher's `ref` backward: torch's fused CPU kernel on a CPU, else the formulas."""
     from fastllm.kernels.attention import sdpa_cpu
 
-    if q.device.type == "cpu" and grad_lse is None and sdpa_cpu.available():
+    if grad_lse is None and sdpa_cpu.available(q):
         return sdpa_cpu.backward(grad_out, q, k, v, out, lse, causal, scale)
     return attention_ref_grads(grad_out, q, k, v, grad_lse, causal, scale)
 

@@ -13,8 +13,11 @@ import torch
 from fastllm.kernels.attention.ref import causal_mask
 
 
-def available() -> bool:
-    return hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward")
+def available(q: torch.Tensor) -> bool:
+    """Whether the fused kernels can take q: a CPU tensor with at least one query (torch's kernel
+    dies of a division by zero, SIGFPE, on T = 0), in a torch that has them."""
+    return (q.device.type == "cpu" and q.shape[2] > 0
+            and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward"))
 
 
 def _prepare(q, k, v, causal):
