@@ -156,11 +156,13 @@ class Pipeline:
     def _dedup(self, parts, executor) -> tuple[StageDir, StageDir]:
         c = self.config
         dedup = to_dict(c.dedup)
-        minhash_stage = StageDir(self.work, "minhash", {"clean": self.clean_hash, "dedup": dedup})
+        # The signatures depend on these settings only; exact/near/verify change the reduce alone.
+        signature = {k: v for k, v in dedup.items() if k not in ("exact", "near", "verify")}
+        minhash_stage = StageDir(self.work, "minhash", {"clean": self.clean_hash, "dedup": signature})
         self._run_map(minhash_stage, minhash_task, [
             {"part": p["part"], "input": str(self.work / "clean" / f"{p['part']}.parquet"), "dedup": dedup,
              "threads": self.threads, "docs": p["docs"]} for p in parts], executor)
-        dedup_stage = StageDir(self.work, "dedup", {"minhash": minhash_stage.hash})
+        dedup_stage = StageDir(self.work, "dedup", {"minhash": minhash_stage.hash, "dedup": dedup})
         stats = dedup_stage.complete()
         if stats is None:
             dedup_stage.dir.mkdir(parents=True, exist_ok=True)

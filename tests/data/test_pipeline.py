@@ -279,3 +279,15 @@ def test_missing_tokenizer_file_fails_before_cleaning(tmp_path):
     with pytest.raises(FastLLMError, match="nope.json: tokenizer file not found"):
         prepare(_small(tmp_path, out, ["some text here"], tokenizer={"path": str(tmp_path / "nope.json")}))
     assert not (out / "work").exists()
+
+
+def test_dedup_switches_redo_the_reduce_but_not_the_signatures(tmp_path):
+    docs = [f"plain words number {i} here" for i in range(20)] * 2  # every document twice
+    out = tmp_path / "data"
+    prepare(_small(tmp_path, out, docs))
+    assert _drops(json.loads((out / "stats.json").read_text()), "dedup", "s") == {"exact_duplicate": 20}
+    signatures = sorted((out / "work" / "minhash").glob("*.sig.npy"))
+    stamps = [p.stat().st_mtime_ns for p in signatures]
+    prepare(_small(tmp_path, out, docs, dedup={"near": False, "exact": False}))
+    assert _drops(json.loads((out / "stats.json").read_text()), "dedup", "s") == {}
+    assert signatures and [p.stat().st_mtime_ns for p in signatures] == stamps
