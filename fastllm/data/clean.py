@@ -43,10 +43,6 @@ def _components(config_json: str, threads: int, stage_hash: str) -> Components:
     return Components(build(PrepareConfig, json.loads(config_json), "config"), threads)
 
 
-def _nbytes(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
 def _utf8_safe(text: str) -> str:
     # Lone surrogates (from JSON "\ud800" escapes) cannot be stored as UTF-8.
     return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
@@ -122,7 +118,7 @@ class CleanTask:
                 self.quarantined.append(item.to_json())
                 continue
             item.text = _utf8_safe(item.text)
-            n = _nbytes(item.text)
+            n = item.nbytes
             st.seen(item.source, n)
             st.kept(item.source, n)
             docs.append(item)
@@ -131,9 +127,9 @@ class CleanTask:
     def _normalize(self, docs: list[Document]) -> list[Document]:
         st, out = self.stats["normalize"], []
         for d in docs:
-            st.seen(d.source, _nbytes(d.text))
+            st.seen(d.source, d.nbytes)
             d.text = self.c.normalizer(d.text)
-            n = _nbytes(d.text)
+            n = d.nbytes
             if not d.text.strip():
                 st.dropped(d.source, "empty", n)
                 continue
@@ -144,7 +140,7 @@ class CleanTask:
     def _filter(self, docs: list[Document], stage: str, reasons: list[str | None]) -> list[Document]:
         st, out = self.stats[stage], []
         for d, reason in zip(docs, reasons):
-            n = _nbytes(d.text)
+            n = d.nbytes
             st.seen(d.source, n)
             if reason is None:
                 st.kept(d.source, n)
@@ -166,26 +162,26 @@ class CleanTask:
             return self._filter(docs, "decontam", ["contaminated" if c else None for c in counts])
         out = []
         for d, count in zip(docs, counts):
-            st.seen(d.source, _nbytes(d.text))
+            st.seen(d.source, d.nbytes)
             if count:
                 d.text = index.redact(d.text, config.placeholder)
                 st.count("docs_redacted", d.source)
             if not d.text.strip():
-                st.dropped(d.source, "empty_after_redaction", _nbytes(d.text))
+                st.dropped(d.source, "empty_after_redaction", d.nbytes)
                 continue
-            st.kept(d.source, _nbytes(d.text))
+            st.kept(d.source, d.nbytes)
             out.append(d)
         return out
 
     def _pii(self, docs: list[Document]) -> list[Document]:
         st, config = self.stats["pii"], self.c.config.pii
         for d in docs:
-            st.seen(d.source, _nbytes(d.text))
+            st.seen(d.source, d.nbytes)
             if config.enabled:
                 d.text, counts = redact(d.text, config.types)
                 for pii_type, n in counts.items():
                     st.count(f"redactions:{d.source}", pii_type, n)
-            st.kept(d.source, _nbytes(d.text))
+            st.kept(d.source, d.nbytes)
         return docs
 
 
