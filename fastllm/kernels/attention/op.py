@@ -9,7 +9,8 @@ kernels below, so a direct torch.ops.fastllm call is as safe as `attention()`):
 q (B, H, T, D), k, v (B, Hkv, S, D) with contiguous last dims (other strides free), same dtype
 and device; out (B, H, T, D) contiguous in q's dtype; lse (B, H, T) float32 contiguous; the
 gradients contiguous in the shapes and dtypes of q, k, v. The
-backward runs on the backend the forward picked, so a forced backend stays forced.
+backward makes the forward's choice of backend again (same tensors, same rule), so a forced
+backend stays forced.
 
 fastllm::attention returns (out, lse) because the backward needs lse; `attention()` hands out
 only `out`. The gradient through lse is supported too (grad_lse, usually None).
@@ -69,9 +70,11 @@ def _attention_fake(q, k, v, causal, scale, backend):
 def attention_backward_op(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                           out: torch.Tensor, lse: torch.Tensor, grad_lse: torch.Tensor | None,
                           causal: bool, scale: float,
-                          backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                          backend: str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     _validate_backward(grad_out, q, k, v, out, lse, grad_lse, causal)
-    impl = dispatch.implementation(BACKWARD_OP, q.device, backend)
+    # The same choice as the forward's (same tensors, same rule), made here on real tensors: the
+    # kernels' checks may read data pointers, which tensors being traced by torch.compile lack.
+    impl = dispatch.implementation_of(BACKWARD_OP, choose_backend(q, k, v, backend))
     return impl(grad_out, q, k, v, out, lse, grad_lse, causal, scale)
 
 
@@ -87,7 +90,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(q, k, v, out, lse)
     ctx.causal, ctx.scale = causal, scale
     ctx.set_materialize_grads(False)  # lse is usually unused: keep its gradient None, not zeros
-    ctx.backend = choose_backend(q, k, v, backend)  # the backward runs where the forward ran
+    ctx.backend = backend
 
 
 def _backward(ctx, grad_out, grad_lse):
