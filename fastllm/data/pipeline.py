@@ -9,6 +9,7 @@ shards, tokenizer.json, stats.json, report.md and quarantine.jsonl go to <out_di
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -64,6 +65,18 @@ def plan_clean_tasks(config: PrepareConfig) -> list[dict[str, Any]]:
     return tasks
 
 
+def check_packages(config: PrepareConfig, tasks: list[dict[str, Any]]) -> None:
+    """The optional `fastllm[data]` packages this run needs, checked before any work."""
+    needed = {"pyarrow": "stage files"}
+    if any(path.endswith(".zst") for t in tasks for path, _ in t["files"]):
+        needed["zstandard"] = ".zst inputs"
+    if config.quality.scripts:
+        needed["regex"] = "quality.scripts"
+    missing = [f"{name} (for {why})" for name, why in needed.items() if importlib.util.find_spec(name) is None]
+    if missing:
+        raise FastLLMError(f"prepare: missing {', '.join(missing)}; install them with `pip install 'fastllm[data]'`")
+
+
 class Pipeline:
     def __init__(self, config: PrepareConfig):
         self.config = config
@@ -105,6 +118,7 @@ class Pipeline:
     def run(self) -> Path:
         c = self.config
         tasks = plan_clean_tasks(c)
+        check_packages(c, tasks)
         # A given tokenizer is checked before any work, so a wrong path fails in a second, not after cleaning.
         given = load_tokenizer(c.tokenizer.path) if c.tokenizer.path else None
         config_json = json.dumps(to_dict(c), sort_keys=True)

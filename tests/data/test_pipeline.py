@@ -291,3 +291,16 @@ def test_dedup_switches_redo_the_reduce_but_not_the_signatures(tmp_path):
     prepare(_small(tmp_path, out, docs, dedup={"near": False, "exact": False}))
     assert _drops(json.loads((out / "stats.json").read_text()), "dedup", "s") == {}
     assert signatures and [p.stat().st_mtime_ns for p in signatures] == stamps
+
+
+def test_missing_optional_packages_are_named_before_any_work(tmp_path, monkeypatch):
+    import importlib.util
+
+    from fastllm.utils.errors import FastLLMError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a))
+    out = tmp_path / "data"
+    with pytest.raises(FastLLMError, match=r"missing pyarrow \(for stage files\); install them with"):
+        prepare(_small(tmp_path, out, ["some text here"]))
+    assert not (out / "work").exists()
