@@ -159,8 +159,8 @@ def test_opcheck(seeded):
     _, blocks = random_weight(20, 64, "q4_0", seeded)
     packed = ggml.repack(blocks, "q4_0")
     x = torch.randn(3, 64, generator=seeded, requires_grad=True)
-    for weight, qtype in ((blocks, "q4_0"), (packed, "q4_0_x16")):
-        torch.library.opcheck(torch.ops.fastllm.ggml_matmul.default, (x, weight, qtype, 20, None))
+    for weight, qtype, backend in ((blocks, "q4_0", None), (packed, "q4_0_x16", None), (packed, "q4_0_x16", "ref")):
+        torch.library.opcheck(torch.ops.fastllm.ggml_matmul.default, (x, weight, qtype, 20, backend))
     torch.library.opcheck(torch.ops.fastllm.ggml_dequantize_weight.default, (packed, "q4_0_x16", 20, 64))
 
 

@@ -79,6 +79,17 @@ def test_strided_views_and_inplace(seeded, backend):
     torch.testing.assert_close(qkv[:, :, 2], untouched, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("backend", ["ref", "triton"])
+def test_opcheck_other_backends(seeded, backend):
+    """test_rope.py runs opcheck on the automatic (cpp) backend; the others register the same op."""
+    q, k, cos, sin = _inputs(2, 5, 4, 2, 16, torch.float32)
+    positions = torch.randint(0, MAX_POSITIONS, (2, 5))
+    torch.library.opcheck(torch.ops.fastllm.rope.default,
+                          (q.requires_grad_(), k.requires_grad_(), cos, sin, positions, 0, False, backend))
+    torch.library.opcheck(torch.ops.fastllm.rope_.default, (q.detach().clone(), k.detach().clone(), cos, sin,
+                                                           None, 3, True, backend))
+
+
 @pytest.mark.parametrize("backend", ["cpp", "triton"])
 def test_gradients_match_the_reference(seeded, backend):
     q, k, cos, sin = _inputs(2, 5, 4, 2, 32, torch.float32)
