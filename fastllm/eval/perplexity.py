@@ -10,6 +10,9 @@ tokens of context (the sliding-window evaluation). Each token is scored at most 
     perplexity    = exp(total NLL / scored tokens)
     bits per byte = total NLL / ln 2 / (UTF-8 bytes of the scored tokens)
 
+The bytes are those of the text: special tokens (such as the eos that joins documents in shards)
+count 0, and special-token strings inside a text file are encoded as the text they are.
+
 Streams (documents, files, shards) are evaluated independently and their sums combined.
 """
 
@@ -120,8 +123,12 @@ def stream_perplexity(model, streams: Iterable[np.ndarray | torch.Tensor | list[
 
 
 def token_byte_lengths(tokenizer) -> np.ndarray:
-    """UTF-8 length of every token id of a fastllm Tokenizer (special tokens: their text)."""
-    return np.array([len(tokenizer.decode_bytes([i])) for i in range(tokenizer.vocab_size)], dtype=np.int64)
+    """Text bytes behind every token id of a fastllm Tokenizer: a model token's bytes, a non-special
+    added token's UTF-8; 0 for special tokens (document separators, not text) and unused ids."""
+    lengths = np.array([len(token or b"") for token in tokenizer.tokens] + [0] * tokenizer.vocab_size, dtype=np.int64)
+    for added in tokenizer.added_tokens:
+        lengths[added.id] = 0 if added.special else len(added.content.encode("utf-8"))
+    return lengths[:tokenizer.vocab_size]
 
 
 def unigram_baseline(train_streams: Iterable[np.ndarray], vocab_size: int, eval_streams: Iterable[np.ndarray], *,
@@ -146,7 +153,8 @@ def unigram_baseline(train_streams: Iterable[np.ndarray], vocab_size: int, eval_
 
 
 def read_text_streams(files: Iterable[str | Path], tokenizer, max_tokens: int = 0) -> tuple[list[np.ndarray], int]:
-    """Each text file tokenized as one stream; (streams, total UTF-8 bytes read)."""
+    """Each text file tokenized as one stream (special-token strings as plain text, like fastllm
+    prepare does); (streams, total UTF-8 bytes read)."""
     streams, n_bytes = [], 0
     for file in map(Path, files):
         try:
@@ -155,12 +163,14 @@ def read_text_streams(files: Iterable[str | Path], tokenizer, max_tokens: int = 
             raise InputFormatError(f"{file}: text file not found") from None
         except UnicodeDecodeError as exc:
             raise InputFormatError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        ids = np.asarray(tokenizer.encode(text, allowed_special="all"), dtype=np.int64)
+        except OSError as exc:
+            raise InputFormatError(f"{file}: cannot read ({exc.strerror or exc})") from None
+        ids = np.asarray(tokenizer.encode_ordinary(text), dtype=np.int64)
         if len(ids) < 2:
             raise InputFormatError(f"{file}: fewer than 2 tokens of text; nothing to evaluate")
         streams.append(ids)
         n_bytes += len(text.encode("utf-8"))
-    return _cap(streams, max_tokens), n_bytes
+    return cap_tokens(streams, max_tokens), n_bytes
 
 
 def read_shard_streams(directory: str | Path, split: str, *, model_vocab: int, tokenizer_hash: str | None,
@@ -178,10 +188,11 @@ def read_shard_streams(directory: str | Path, split: str, *, model_vocab: int, t
     streams = [np.asarray(a, dtype=np.int64) for a in shards.split(split) if len(a) >= 2]
     if not streams:
         raise InputFormatError(f"{index}: split {split!r} is empty or missing; nothing to evaluate")
-    return _cap(streams, max_tokens)
+    return cap_tokens(streams, max_tokens)
 
 
-def _cap(streams: list[np.ndarray], max_tokens: int) -> list[np.ndarray]:
+def cap_tokens(streams: list[np.ndarray], max_tokens: int) -> list[np.ndarray]:
+    """The streams cut to max_tokens tokens in all (0: all of them)."""
     if max_tokens <= 0:
         return streams
     out, left = [], max_tokens

@@ -85,7 +85,7 @@ def _pretrain(config: PipelineConfig, run_dir: Path, data_dir: Path, tokenizer_p
 
 
 def _evaluate(config: PipelineConfig, run_dir: Path, data_dir: Path, tokenizer_path: Path) -> dict:
-    from fastllm.eval.perplexity import stream_perplexity, token_byte_lengths, unigram_baseline
+    from fastllm.eval.perplexity import cap_tokens, stream_perplexity, token_byte_lengths, unigram_baseline
     from fastllm.model import load_pretrained
     from fastllm.model.generate import generate_text
     from fastllm.tokenizer import Tokenizer
@@ -98,7 +98,7 @@ def _evaluate(config: PipelineConfig, run_dir: Path, data_dir: Path, tokenizer_p
     stride = config.eval_stride or window
     token_bytes = token_byte_lengths(tokenizer)
     train_streams = shards.split("train")
-    texts = {"held-out plays": _cap([np.asarray(a, dtype=np.int64) for a in shards.split("val")],
+    texts = {"held-out plays": cap_tokens([np.asarray(a, dtype=np.int64) for a in shards.split("val")],
                                     config.eval_max_tokens)}
     if config.kjv_max_bytes:
         texts["KJV Bible (out of domain)"] = [np.asarray(tokenizer.encode(kjv_text(config.kjv_max_bytes)),
@@ -115,15 +115,3 @@ def _evaluate(config: PipelineConfig, run_dir: Path, data_dir: Path, tokenizer_p
     samples = [(prompt, generate_text(model, tokenizer, prompt, config.sample_tokens, temperature=0.8, top_p=0.95,
                                       seed=config.seed + i)[0]) for i, prompt in enumerate(prompts)]
     return {"perplexity": results, "samples": samples, "window": window, "stride": stride}
-
-
-def _cap(streams: list[np.ndarray], max_tokens: int) -> list[np.ndarray]:
-    if not max_tokens:
-        return streams
-    out, left = [], max_tokens
-    for stream in streams:
-        if left < 2:
-            break
-        out.append(stream[:left])
-        left -= len(out[-1])
-    return out

@@ -94,6 +94,31 @@ def test_cli_on_text_and_shards_agree(model_dir, capsys):
     assert "bits/byte" in capsys.readouterr().out
 
 
+def test_bits_per_byte_divides_by_the_bytes_of_the_text(model_dir, tmp_path):
+    """Special tokens (the eos joining documents in shards) are not text: 0 bytes; special-token
+    strings inside a text file are text. So the bytes behind a stream are its documents' UTF-8."""
+    from fastllm.eval.perplexity import read_text_streams, token_byte_lengths
+    from fastllm.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.from_file(model_dir / "model" / "tokenizer.json")
+    lengths = token_byte_lengths(tokenizer)
+    eos = tokenizer.eos_id
+    assert lengths[eos] == 0 and len(lengths) == tokenizer.vocab_size
+    eos_text = next(t.content for t in tokenizer.added_tokens if t.id == eos)
+    documents = ["the cat sat on the mat.", f"a dog {eos_text} on a log. \u00e9t\u00e9"]
+    (tmp_path / "doc.txt").write_text(documents[1], encoding="utf-8")
+    streams, n_bytes = read_text_streams([tmp_path / "doc.txt"], tokenizer)
+    assert eos not in streams[0] and lengths[streams[0]].sum() == n_bytes == len(documents[1].encode())
+
+    torch.manual_seed(0)
+    model = Llama(ModelConfig.preset("tiny", vocab_size=tokenizer.vocab_size, n_layers=1, max_seq_len=64)).eval()
+    stream = np.array([eos, *tokenizer.encode(documents[0]), eos, *streams[0]])  # a shard's layout
+    result = stream_perplexity(model, [stream], window=64, token_bytes=lengths, show_progress=False)
+    assert result.tokens == len(stream) - 1
+    assert result.bytes == sum(len(d.encode()) for d in documents)
+    assert result.bits_per_byte == pytest.approx(result.nll / math.log(2) / result.bytes)
+
+
 def test_cli_bad_input(model_dir, tmp_path, capsys):
     index = json.loads((model_dir / "shards" / "index.json").read_text())
     other = tmp_path / "shards"
@@ -113,6 +138,7 @@ def test_cli_bad_input(model_dir, tmp_path, capsys):
     empty.mkdir()
     (empty / "index.json").write_text(json.dumps({**index, "splits": {"train": [], "val": []}}))
     cases.append((["--shards", str(empty)], "split 'val' is empty or missing"))
+    cases.append((["--text", str(tmp_path)], f"{tmp_path}: cannot read"))  # a directory
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00bad")
     cases.append((["--text", str(tmp_path / "bin.txt")], "bin.txt: not UTF-8 text"))
     for args, message in cases:
