@@ -64,6 +64,9 @@ def generate(model: Llama, prompt: torch.Tensor | list, max_new_tokens: int, *, 
     if ids.dim() != 2 or ids.shape[1] == 0:
         raise ValueError("prompt must be a non-empty list of token ids (or a (B, T) tensor)")
     B, T = ids.shape
+    if T >= model.config.max_seq_len:
+        raise ValueError(f"prompt of {T} tokens leaves no room to generate within max_seq_len "
+                         f"{model.config.max_seq_len}; shorten it")
     total = min(T + max_new_tokens, model.config.max_seq_len)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     was_training = model.training

@@ -57,7 +57,7 @@ def write_report(config: PipelineConfig, run_dir: Path, data_dir: Path, train, e
         f"- {train.steps} steps x {config.batch_size} x {config.seq_len} tokens = {train.tokens:,} tokens; "
         f"{train.seconds:.0f}s this run ({train.skipped_steps} skipped steps)",
         f"- final train loss {_fmt(train.train_loss)}; validation loss {_fmt(val_loss)}"
-        + (f" (perplexity {math.exp(val_loss):.2f})" if val_loss is not None else ""), "",
+        + (f" (perplexity {math.exp(min(val_loss, 700)):.2f})" if val_loss is not None else ""), "",
         "![training and validation loss](loss.png)", "",
         f"## Perplexity (windows of {evaluation['window']} tokens, {mode})", "",
         *_perplexity_table(results), "",

@@ -38,6 +38,8 @@ def test_seeded_sampling_is_reproducible_and_varies_with_seed(model):
 
 def test_generation_stops_at_max_seq_len_and_eos(model):
     assert len(generate(model, list(range(40)), 100, temperature=0)[0]) == 8
+    with pytest.raises(ValueError, match="prompt of 48 tokens leaves no room .* max_seq_len 48"):
+        generate(model, list(range(48)), 5, temperature=0)
     first = generate(model, [5, 6], 1, temperature=0)[0][0]
     assert generate(model, [5, 6], 10, temperature=0, eos_id=first) == [[first]]
 
