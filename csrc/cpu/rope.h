@@ -6,7 +6,7 @@
 //
 // sign = +1 is the forward rotation, -1 the inverse (the backward). Math in float32, one rounding
 // to the element type at the store, no fused multiply-add: every ISA path is bit-exact with the
-// generic one and with fastllm/kernels/rope/ref.py. Test: tests/kernels/test_rope_cpp.py;
+// generic one and with fastllm/kernels/rope/ref.py. Test: tests/kernels/test_rope_backends.py;
 // benchmark: bench/bench_rope.py.
 #pragma once
 

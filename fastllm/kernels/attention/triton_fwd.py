@@ -9,7 +9,7 @@ out = acc / l and lse = (m + log2 l) * ln 2 (natural log) is saved for the backw
 Causal masking is bottom-right aligned: query row i sees key j <= i + (S - T). Key blocks that
 every row of the tile sees entirely are processed without masks; only the blocks that cross the
 diagonal or the end of the keys pay for the mask. Tested on the CPU in the interpreter
-(tests/kernels/test_attention_triton.py); benchmark: bench/bench_attention.py.
+(tests/kernels/test_attention_backends.py); benchmark: bench/bench_attention.py.
 """
 
 from __future__ import annotations
