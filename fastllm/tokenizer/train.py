@@ -255,13 +255,14 @@ def _file_segments(path: Path, errors: str, stats: TrainStats, specials: list[by
 
 
 def _outside_specials(data: bytes, cut: int, specials: list[bytes]) -> int:
-    """Moves a cut that falls inside a special token's text to that token's start (a special
-    token may contain spaces or newlines, where safe cuts happen)."""
+    """Moves a cut that falls inside a special token's text to that token's start, or to its end
+    when it starts the piece (a special token may contain spaces or newlines, where safe cuts
+    happen; the counter cuts specials out, so either edge of one is a safe place to cut)."""
     for special in specials:
         start = max(cut - len(special) + 1, 0)
         found = data.find(special, start, cut + len(special) - 1)
-        if 0 < found < cut:
-            return found
+        if 0 <= found < cut:
+            return found if found > 0 else len(special)
     return cut
 
 

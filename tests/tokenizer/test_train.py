@@ -131,6 +131,13 @@ def test_pieces_are_never_cut_inside_a_special_token(tmp_path, monkeypatch):
     tok = train_bpe(path, 400, special_tokens=[special], min_frequency=1)
     assert tok.hash() == train_bpe([text], 400, special_tokens=[special], min_frequency=1).hash()
     assert not any(b"<|im" in tok.token_bytes(i) for i in range(256, 399))
+    # A piece that starts with the special and has no other safe cut (CJK without spaces): the
+    # only cut is the space inside the special, which must move past it, not split it.
+    text = ("ab " * 10 + special + "一二三四五六七八九十" * 10 + "\n") * 20
+    path.write_text(text, encoding="utf-8")
+    tok = train_bpe(path, 400, special_tokens=[special], min_frequency=1)
+    assert tok.hash() == train_bpe([text], 400, special_tokens=[special], min_frequency=1).hash()
+    assert not any(b"<|" in tok.token_bytes(i) or b"|>" in tok.token_bytes(i) for i in range(256, tok.vocab_size - 1))
 
 
 def test_streaming_batches_with_repeated_prunes_are_thread_independent(monkeypatch):
