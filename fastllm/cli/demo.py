@@ -54,6 +54,9 @@ def run(config: DemoConfig) -> int:
     if config.in_features <= 0 or config.in_features % 32 or config.out_features <= 0:
         raise FastLLMError(f"demo: in_features={config.in_features} must be a positive multiple of 32 "
                            f"and out_features={config.out_features} positive")
+    if config.repeats < 1 or config.threads < 0:
+        raise FastLLMError(f"demo: repeats={config.repeats} must be at least 1 and threads={config.threads} "
+                           "at least 0 (0: torch's default)")
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)

@@ -14,3 +14,10 @@ def test_demo_runs_and_checks_against_the_reference(capsys):
 def test_demo_rejects_bad_sizes(capsys):
     assert main(["demo", "--in_features=100"]) == 1
     assert "multiple of 32" in capsys.readouterr().err
+
+
+def test_demo_rejects_bad_counts(capsys):
+    assert main(["demo", "--repeats=0"]) == 1
+    assert "repeats=0 must be at least 1" in capsys.readouterr().err
+    assert main(["demo", "--threads=-2"]) == 1
+    assert "threads=-2" in capsys.readouterr().err
