@@ -44,9 +44,6 @@ class StageDir:
         self.dir = root / name
         self.hash = config_hash(key)
 
-    def path(self, filename: str) -> Path:
-        return self.dir / filename
-
     def complete(self) -> dict[str, Any] | None:
         marker = _read(self.dir / DONE)
         return marker["result"] if marker and marker.get("hash") == self.hash else None
@@ -54,12 +51,6 @@ class StageDir:
     def part_result(self, part: str) -> Any | None:
         marker = _read(self.dir / f"{part}.done.json")
         return marker["result"] if marker and marker.get("hash") == self.hash else None
-
-    def invalidate(self) -> None:
-        (self.dir / DONE).unlink(missing_ok=True)
-
-    def mark_part(self, part: str, result: Any) -> None:
-        write_json(self.dir / f"{part}.done.json", {"hash": self.hash, "result": result}, indent=None)
 
     def mark_complete(self, result: Any) -> None:
         write_json(self.dir / DONE, {"stage": self.name, "hash": self.hash, "result": result})
