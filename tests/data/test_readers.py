@@ -112,7 +112,7 @@ def test_huge_txt_file_is_quarantined(tmp_path):
 
 
 def test_parquet_reader_streams_rows_and_quarantines_nulls(tmp_path):
-    pa = pytest.importorskip("pyarrow")
+    pa = pytest.importorskip("pyarrow", reason="parquet needs pyarrow (pip install 'fastllm[data]')")
     import pyarrow.parquet as pq
 
     table = pa.table({"content": ["alpha text", None, "gamma text"], "key": ["a", "b", "c"]})
