@@ -176,7 +176,7 @@ def read_text_streams(files: Iterable[str | Path], tokenizer, max_tokens: int = 
 def read_shard_streams(directory: str | Path, split: str, *, model_vocab: int, tokenizer_hash: str | None,
                        max_tokens: int = 0) -> list[np.ndarray]:
     """Each shard of a split as one stream, checked against the model's vocabulary and tokenizer."""
-    from fastllm.train.data import open_shards
+    from fastllm.train.data import check_token_ids, open_shards
 
     shards = open_shards(directory)
     index = Path(directory) / "index.json"
@@ -185,10 +185,13 @@ def read_shard_streams(directory: str | Path, split: str, *, model_vocab: int, t
                           f"tokenizer is {tokenizer_hash[:12]}; evaluate shards made with the model's tokenizer")
     if shards.vocab_size > model_vocab:
         raise ConfigError(f"{index}: vocab_size {shards.vocab_size} exceeds the model's {model_vocab}")
-    streams = [np.asarray(a, dtype=np.int64) for a in shards.split(split) if len(a) >= 2]
-    if not streams:
+    arrays = [a for a in shards.split(split) if len(a) >= 2]
+    if not arrays:
         raise InputFormatError(f"{index}: split {split!r} is empty or missing; nothing to evaluate")
-    return cap_tokens(streams, max_tokens)
+    streams = [np.asarray(a, dtype=np.int64) for a in cap_tokens(arrays, max_tokens)]  # only what is evaluated
+    for stream in streams:
+        check_token_ids(stream, shards.vocab_size, f"{directory} ({split} split)")
+    return streams
 
 
 def cap_tokens(streams: list[np.ndarray], max_tokens: int) -> list[np.ndarray]:

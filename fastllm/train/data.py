@@ -47,13 +47,23 @@ def open_shards(path: str | Path) -> Shards:
     return Shards(Path(path), int(shard_set.vocab_size), str(shard_set.tokenizer_hash), shard_set.eos_id, splits)
 
 
-class WindowSampler:
-    """Random (seq_len + 1)-token windows from a split, deterministic by (seed, step)."""
+def check_token_ids(tokens: np.ndarray, vocab_size: int, where: str) -> None:
+    """A token id outside [0, vocab_size) means a corrupt shard (the index vouches for the range):
+    a one-line error here instead of an IndexError inside the embedding."""
+    if tokens.size and int(tokens.max()) >= vocab_size:
+        raise InputFormatError(f"{where}: token id {int(tokens.max())} is outside the vocabulary ({vocab_size}); "
+                               "the shards are corrupt: re-run fastllm prepare")
 
-    def __init__(self, arrays: list[np.ndarray], seq_len: int, *, seed: int, where: str):
+
+class WindowSampler:
+    """Random (seq_len + 1)-token windows from a split, deterministic by (seed, step); with
+    vocab_size, every window's ids are checked against it."""
+
+    def __init__(self, arrays: list[np.ndarray], seq_len: int, *, seed: int, where: str, vocab_size: int | None = None):
         self.arrays = [a for a in arrays if len(a) > seq_len]
         self.seq_len = seq_len
         self.seed = seed
+        self.where, self.vocab_size = where, vocab_size
         starts = np.array([len(a) - seq_len for a in self.arrays], dtype=np.int64)  # valid starts per shard
         self.cumulative = np.cumsum(starts)
         if not self.arrays:
@@ -69,6 +79,8 @@ class WindowSampler:
         for i, (pick, shard) in enumerate(zip(picks, shard_of)):
             start = pick - (self.cumulative[shard - 1] if shard else 0)
             out[i] = self.arrays[shard][start:start + self.seq_len + 1]
+        if self.vocab_size is not None:
+            check_token_ids(out, self.vocab_size, self.where)
         return torch.from_numpy(out)
 
 

@@ -29,7 +29,7 @@ from fastllm.model.hf_io import save_pretrained
 from fastllm.model.llama import Llama, cross_entropy
 from fastllm.train import checkpoint, distributed, rng
 from fastllm.train.config import PretrainConfig
-from fastllm.train.data import WindowSampler, eval_windows, open_shards
+from fastllm.train.data import WindowSampler, check_token_ids, eval_windows, open_shards
 from fastllm.train.metrics import MetricsLog, peak_flops, plot_losses, summary
 from fastllm.train.optim import build_optimizer, set_learning_rate
 from fastllm.train.schedule import learning_rate
@@ -105,9 +105,10 @@ class Trainer:
         self.model_config = self._model_config()
         self._check_tokenizer()
         self.sampler = WindowSampler(self.shards.split("train"), config.data.seq_len, seed=config.seed,
-                                     where=f"{config.data.shards} (train split)")
+                                     where=f"{config.data.shards} (train split)", vocab_size=self.shards.vocab_size)
         self.val = eval_windows(self.shards.split("val"), config.data.seq_len, config.eval_tokens) \
             if config.eval_tokens else torch.empty(0, config.data.seq_len + 1, dtype=torch.long)
+        check_token_ids(self.val.numpy(), self.shards.vocab_size, f"{config.data.shards} (val split)")
         if config.eval_tokens and len(self.val) == 0:
             raise ConfigError(f"{config.data.shards}: the validation split has no window of {config.data.seq_len + 1} "
                               "tokens; prepare a validation split or set eval_tokens=0")

@@ -139,6 +139,11 @@ def test_cli_bad_input(model_dir, tmp_path, capsys):
     (empty / "index.json").write_text(json.dumps({**index, "splits": {"train": [], "val": []}}))
     cases.append((["--shards", str(empty)], "split 'val' is empty or missing"))
     cases.append((["--text", str(tmp_path)], f"{tmp_path}: cannot read"))  # a directory
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "index.json").write_text(json.dumps(index))
+    (corrupt / "val-00000.bin").write_bytes(b"\xff" * (model_dir / "shards" / "val-00000.bin").stat().st_size)
+    cases.append((["--shards", str(corrupt)], "token id 65535 is outside the vocabulary"))
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00bad")
     cases.append((["--text", str(tmp_path / "bin.txt")], "bin.txt: not UTF-8 text"))
     for args, message in cases:

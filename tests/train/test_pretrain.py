@@ -189,6 +189,14 @@ def test_bad_input_is_one_line_errors(shards, tmp_path):
     (other / "index.json").write_text(json.dumps({**index, "splits": {**index["splits"], "val": []}}))
     with pytest.raises(ConfigError, match="validation split has no window"):
         pretrain(make_config(other, tmp_path / "y", **base))
+    # A corrupt token id (beyond the index's vocab_size) is named, not an embedding IndexError.
+    (other / "index.json").write_text(json.dumps(index))
+    for name in ("val-00000.bin", "train-00000.bin"):
+        good = (other / name).read_bytes()
+        (other / name).write_bytes(b"\xff" * len(good))
+        with pytest.raises(InputFormatError, match=r"token id 65535 .* outside the vocabulary \(64\); .* corrupt"):
+            pretrain(make_config(other, tmp_path / "y", **base))
+        (other / name).write_bytes(good)
     (other / "train-00000.bin").write_bytes(b"\0" * 10)
     with pytest.raises(InputFormatError, match=r"train-00000.bin: .*(6000 tokens|12000 bytes)"):
         pretrain(make_config(other, tmp_path / "y", **base))
