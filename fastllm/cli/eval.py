@@ -56,6 +56,8 @@ def perplexity(config: PerplexityConfig) -> dict:
     window = config.window or min(model.config.max_seq_len, 1024)
     if window > model.config.max_seq_len:
         raise ConfigError(f"--window {window} exceeds the model's max_seq_len {model.config.max_seq_len}")
+    if window < 2 or config.stride > window:
+        raise ConfigError(f"--window {window} / --stride {config.stride}: need window >= 2 and stride <= window")
     result = stream_perplexity(model, streams, window=window, stride=config.stride or window,
                                batch_size=config.batch_size,
                                token_bytes=token_byte_lengths(tokenizer) if tokenizer else None)

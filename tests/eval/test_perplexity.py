@@ -131,6 +131,9 @@ def test_cli_bad_input(model_dir, tmp_path, capsys):
         (["--text", str(tmp_path / "missing.txt")], "missing.txt: text file not found"),
         (["--model", str(tmp_path / "nowhere"), "--text", str(model_dir / "a.txt")], "no such model directory"),
         (["--text", str(model_dir / "a.txt"), "--window=500"], "exceeds the model's max_seq_len 64"),
+        (["--text", str(model_dir / "a.txt"), "--window=32", "--stride=40"], "need window >= 2 and stride <= window"),
+        (["--text", str(model_dir / "a.txt"), "--window=1"], "need window >= 2"),
+        (["--text", str(model_dir / "a.txt"), "--stride=100"], "--window 64 / --stride 100"),
         ([], "give either --text files or --shards"),
         (["--text", str(model_dir / "a.txt"), "--windw=3"], "unknown flag --windw"),
     ]
