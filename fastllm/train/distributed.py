@@ -12,6 +12,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
+from fastllm.utils.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -30,11 +32,20 @@ class Dist:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """The torch device for a `device` option (auto, cpu, cuda, cuda:N); one that this machine
+    does not have is a ConfigError."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: torch sees {torch.cuda.device_count()} GPU(s) here; "
+                              "use device=auto or cpu")
     return device
 
 

@@ -138,3 +138,15 @@ def test_optimizer_state_flattening_round_trip():
     back = checkpoint.unflatten_optimizer(tensors, json.loads(json.dumps(groups)))
     assert back["param_groups"][0]["betas"] == (0.9, 0.95)
     assert all(torch.equal(back["state"][n][k], v) for n, s in state["state"].items() for k, v in s.items())
+
+
+def test_device_names_this_machine_lacks_are_config_errors():
+    from fastllm.train.distributed import pick_device
+    from fastllm.utils.errors import ConfigError
+
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="'bogus' is not a device name"):
+        pick_device("bogus")
+    with pytest.raises(ConfigError, match=f"'cuda:99': torch sees {torch.cuda.device_count()} GPU"):
+        pick_device("cuda:99")
