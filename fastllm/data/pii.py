@@ -195,10 +195,19 @@ def _find_ibans(text: str) -> Iterable[Match]:
                 break
 
 
+def _card_groups_ok(number: str) -> bool:
+    """Card numbers are printed whole or in groups of 4 to 6 digits (4-4-4-4, Amex 4-6-5, 4-4-4-4-3);
+    shorter groups ("391 251 655 305 379") are a row of numbers."""
+    groups = re.split(r"[ -]", number)
+    return len(groups) == 1 or (len(groups[0]) == 4 and all(len(g) >= 4 for g in groups[:-1])
+                                and len(groups[-1]) >= 3)
+
+
 def _find_cards(text: str) -> Iterable[Match]:
     for m in _CARD.finditer(text):
         digits = _digits(m.group(0))
-        if 13 <= len(digits) <= 19 and _card_issuer_ok(digits) and luhn_valid(digits):
+        if (13 <= len(digits) <= 19 and _card_issuer_ok(digits) and luhn_valid(digits)
+                and _card_groups_ok(m.group(0))):
             yield Match("CREDIT_CARD", "card", m.start(), m.end())
 
 

@@ -82,8 +82,10 @@ def test_ordinary_numbers_in_prose_and_tables_are_left_alone():
     # Rows of 4-digit numbers: any three or four consecutive groups have the shape of an Aadhaar
     # or a card number, and one in ten such runs passes the checksum.
     rows = [" ".join(str(rng.randint(1000, 9999)) for _ in range(6)) for _ in range(300)]
+    rows += [" ".join(str(rng.randint(100, 999)) for _ in range(5)) for _ in range(300)]  # 15 digits
     years = [" ".join(str(y + k) for k in range(3)) for y in range(1800, 2097)]
     for text in prose + rows + years:
         assert redact(text) == (text, {}), text
     # a grouped number on its own is still found
     assert redact("Aadhaar 2345 6789 0124, card 4111 1111 1111 1111.")[1] == {"ID_NUMBER": 1, "CREDIT_CARD": 1}
+    assert redact("Amex 3782 822463 10005 or 3782-8224-6310-005")[1] == {"CREDIT_CARD": 2}
