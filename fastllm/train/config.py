@@ -55,7 +55,8 @@ class DataSection:
     shards: Path = field(default=Path("runs/prepare/data"), metadata=_help("token shard directory (index.json)"))
     seq_len: int = field(default=256, metadata=_help("tokens per training window"))
     tokenizer: Path | None = field(default=None, metadata=_help(
-        "tokenizer.json to check against the shards' tokenizer hash and to ship with the model"))
+        "tokenizer.json to check against the shards' tokenizer hash and to ship with the model "
+        "(default: the shard directory's tokenizer.json, if any)"))
 
     def validate(self) -> None:
         if self.seq_len < 2:

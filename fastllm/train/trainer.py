@@ -103,7 +103,7 @@ class Trainer:
         self.accum = self._grad_accum()
         self.shards = open_shards(config.data.shards)
         self.model_config = self._model_config()
-        self._check_tokenizer()
+        self.tokenizer_path = self._check_tokenizer()
         self.sampler = WindowSampler(self.shards.split("train"), config.data.seq_len, seed=config.seed,
                                      where=f"{config.data.shards} (train split)", vocab_size=self.shards.vocab_size)
         self.val = eval_windows(self.shards.split("val"), config.data.seq_len, config.eval_tokens) \
@@ -149,10 +149,14 @@ class Trainer:
                               f"{model_config.max_seq_len}")
         return model_config
 
-    def _check_tokenizer(self) -> None:
+    def _check_tokenizer(self) -> Path | None:
+        """The tokenizer to ship with the model (data.tokenizer, else the one fastllm prepare left
+        beside the shards), checked against the shards' tokenizer hash."""
         path = self.cfg.data.tokenizer
+        if path is None and (self.shards.path / "tokenizer.json").is_file():
+            path = self.shards.path / "tokenizer.json"
         if path is None:
-            return
+            return None
         from fastllm.tokenizer import Tokenizer
 
         ours = Tokenizer.from_file(path).hash()
@@ -160,6 +164,7 @@ class Trainer:
             raise ConfigError(f"{self.shards.path}/index.json: the shards were tokenized with tokenizer "
                               f"{self.shards.tokenizer_hash[:12]}, but {path} is {ours[:12]}; re-run fastllm prepare "
                               "with this tokenizer or pass the one the shards were made with")
+        return path
 
     def say(self, message: str) -> None:
         if self.dist.is_main:
@@ -354,7 +359,7 @@ class Trainer:
                 model.load_state_dict(model_state)
             else:
                 model = self.model
-            save_pretrained(model, out, tokenizer=self.cfg.data.tokenizer)
+            save_pretrained(model, out, tokenizer=self.tokenizer_path)
         distributed.barrier(self.dist)
         return out
 

@@ -37,7 +37,9 @@ def test_logits_shape_and_kv_cache_matches_full_forward(n_kv_heads):
     with torch.no_grad():
         full = model(ids)
         cache = model.new_cache(2, 20)
-        parts = [model(ids[:, :7], cache)] + [model(ids[:, t:t + 1], cache) for t in range(7, 13)]
+        # a prefill, a multi-token chunk (causal mask aligned to the cache's end), then single tokens
+        parts = [model(ids[:, :4], cache), model(ids[:, 4:7], cache)] + [model(ids[:, t:t + 1], cache)
+                                                                          for t in range(7, 13)]
     assert full.shape == (2, 13, 97)
     assert cache.pos == 13
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)

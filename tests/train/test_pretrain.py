@@ -213,6 +213,21 @@ def test_tokenizer_that_did_not_make_the_shards_is_rejected(shards, tmp_path):
         pretrain(make_config(shards, tmp_path / "run", steps=1, data={"tokenizer": str(tmp_path / "tokenizer.json")}))
 
 
+def test_model_dir_ships_the_tokenizer_that_made_the_shards(shards, tmp_path):
+    """Without data.tokenizer, the shard directory's tokenizer.json (fastllm prepare writes one)
+    goes into model/, so the model directory is complete for generate, eval and transformers."""
+    from fastllm.tokenizer import train_bpe
+
+    tokenizer = train_bpe(["to be or not to be, that is the question " * 10], 300)
+    index = json.loads((shards / "index.json").read_text())
+    (shards / "index.json").write_text(json.dumps({**index, "vocab_size": tokenizer.vocab_size,
+                                                   "tokenizer_hash": tokenizer.hash()}))
+    tokenizer.save(shards / "tokenizer.json")
+    pretrain(make_config(shards, tmp_path / "run", steps=1, save_every=0, eval_every=0))
+    assert (tmp_path / "run" / "model" / "tokenizer.json").read_bytes() == (shards / "tokenizer.json").read_bytes()
+    assert (tmp_path / "run" / "model" / "tokenizer_config.json").is_file()
+
+
 def test_resume_with_another_world_size_is_refused(shards, tmp_path):
     from fastllm.train import checkpoint
 
