@@ -50,20 +50,19 @@ T* ptr(uintptr_t address) {
   return reinterpret_cast<T*>(address);
 }
 
-void signatures(const py::sequence& texts, uintptr_t seeds, int num_perm_padded, int mode, int ngram,
+void signatures(const py::sequence& texts, uintptr_t mults, int num_perm_padded, int mode, int ngram,
                 uintptr_t out, int n_threads) {
   const std::vector<std::string_view> views = text_views(texts);
   py::gil_scoped_release release;
-  minhash::signatures(views, units_from(mode), ngram, ptr<const uint32_t>(seeds), num_perm_padded,
+  minhash::signatures(views, units_from(mode), ngram, ptr<const uint32_t>(mults), num_perm_padded,
                       ptr<uint32_t>(out), n_threads);
 }
 
 py::list shingle_hashes(const py::sequence& one_text, int mode, int ngram) {
   const std::vector<std::string_view> views = text_views(one_text);
   FASTLLM_CHECK(views.size() == 1, "shingle_hashes: pass exactly one text");
-  std::vector<minhash::Unit> units;
   std::vector<uint32_t> out;
-  minhash::shingle_hashes(views[0], units_from(mode), ngram, units, out);
+  minhash::shingle_hashes(views[0], units_from(mode), ngram, out);
   py::list result;
   for (uint32_t h : out) result.append(h);
   return result;
@@ -121,7 +120,7 @@ void text_stats(const py::sequence& texts, const std::vector<std::string>& stop_
 const BindingRegistrar registrar("minhash", [](py::module_& m) {
   m.attr("PERM_ALIGN") = minhash::kPermAlign;
   m.attr("NUM_TEXT_STATS") = static_cast<int>(minhash::kNumTextStats);
-  m.def("signatures", &signatures, py::arg("texts"), py::arg("seeds"), py::arg("num_perm_padded"),
+  m.def("signatures", &signatures, py::arg("texts"), py::arg("mults"), py::arg("num_perm_padded"),
         py::arg("mode"), py::arg("ngram"), py::arg("out"), py::arg("n_threads"));
   m.def("shingle_hashes", &shingle_hashes, py::arg("one_text"), py::arg("mode"), py::arg("ngram"));
   m.def("band_keys",

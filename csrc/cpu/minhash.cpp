@@ -1,4 +1,4 @@
-// MinHash drivers: shingling, the per-ISA signature kernel choice, LSH band keys, union-find.
+// MinHash drivers: the per-ISA kernel choice, signatures of many texts, LSH band keys, union-find.
 // See minhash.h for the math.
 #include "cpu/minhash.h"
 
@@ -12,46 +12,36 @@
 namespace fastllm {
 namespace minhash {
 
-SignatureKernel signature_kernel() {
+const MinhashKernels& kernels() {
 #if defined(FASTLLM_X86)
   switch (active_isa()) {
-    case Isa::avx512: return signature_avx512;
-    case Isa::avx2: return signature_avx2;
+    case Isa::avx512: return kernels_avx512;
+    case Isa::avx2: return kernels_avx2;
     default: break;
   }
 #endif
-  return signature_generic;
+  return kernels_generic;
 }
 
-void shingle_hashes(std::string_view text, Units mode, int ngram, std::vector<Unit>& units,
-                    std::vector<uint32_t>& out) {
-  split_units(text.data(), static_cast<int64_t>(text.size()), mode, units);
-  out.clear();
-  const int64_t n = static_cast<int64_t>(units.size());
-  if (n == 0) return;
-  if (n < ngram) {
-    out.push_back(static_cast<uint32_t>(ngram_hash(units.data(), static_cast<int>(n)) >> 32));
-    return;
-  }
-  out.reserve(n - ngram + 1);
-  for (int64_t i = 0; i + ngram <= n; ++i)
-    out.push_back(static_cast<uint32_t>(ngram_hash(units.data() + i, ngram) >> 32));
+void shingle_hashes(std::string_view text, Units mode, int ngram, std::vector<uint32_t>& out) {
+  FASTLLM_CHECK(ngram >= 1, "minhash: ngram must be >= 1, got ", ngram);
+  ShingleScratch scratch;
+  kernels().shingles(text, mode, ngram, scratch, out);
 }
 
-void signatures(const std::vector<std::string_view>& texts, Units mode, int ngram, const uint32_t* seeds,
+void signatures(const std::vector<std::string_view>& texts, Units mode, int ngram, const uint32_t* mults,
                 int num_perm_padded, uint32_t* out, int n_threads) {
   FASTLLM_CHECK(ngram >= 1, "minhash: ngram must be >= 1, got ", ngram);
   FASTLLM_CHECK(num_perm_padded > 0 && num_perm_padded % kPermAlign == 0,
                 "minhash: padded permutation count must be a positive multiple of ", kPermAlign);
-  const SignatureKernel kernel = signature_kernel();
+  const MinhashKernels& k = kernels();
   const int64_t n = static_cast<int64_t>(texts.size());
   parallel_range(n, 8, n_threads, [&](int64_t begin, int64_t end) {
-    std::vector<Unit> units;
-    std::vector<uint32_t> shingles;
+    ShingleScratch scratch;
     for (int64_t i = begin; i < end; ++i) {
-      shingle_hashes(texts[i], mode, ngram, units, shingles);
-      kernel(shingles.data(), static_cast<int64_t>(shingles.size()), seeds, num_perm_padded,
-             out + i * num_perm_padded);
+      uint32_t* sig = out + i * num_perm_padded;
+      std::fill(sig, sig + num_perm_padded, 0xFFFFFFFFu);
+      k.signature(texts[i], mode, ngram, mults, num_perm_padded, scratch, sig);
     }
   });
 }

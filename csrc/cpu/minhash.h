@@ -1,21 +1,34 @@
 // MinHash signatures, LSH band keys and union-find for near-duplicate detection, plus the n-gram
 // matching (decontamination) and text statistics (quality filters) built on the same word hashing.
 //
-// Math: a document is the set S of its shingles (n consecutive units, see minhash_text.h), each
-// hashed to 32 bits. Permutation p of num_perm is h -> fmix32(h ^ seed_p) (a bijection of the
-// 32-bit space); the signature is sig[p] = min over S of that. For two documents
-// P(sig_a[p] == sig_b[p]) = Jaccard(S_a, S_b), so the fraction of equal entries estimates it with
-// standard error sqrt(J (1 - J) / num_perm). Empty documents get all 0xFFFFFFFF.
+// Math. A document is the set S of its shingles (n consecutive units), each hashed to an odd
+// 32-bit number s (minhash_shingle.h: 31 well-mixed bits; a strong 64-bit mix of the shingle's
+// unit hashes, so the shingle hashes of a document behave like independent uniform draws).
+// Permutation p of num_perm is pi_p(s) = a_p * s mod 2^32 with a_p odd (from the seed): a
+// bijection of the odd residues, so pi_p(s) over S are again independent uniform draws and the
+// argmin of pi_p over S_a u S_b is uniform over the union. The signature is sig[p] = min over S of
+// pi_p(s); hence P(sig_a[p] == sig_b[p]) = Jaccard(S_a, S_b) (up to 32-bit hash collisions,
+// ~|S|^2 / 2^32), and the fraction of equal entries is an unbiased estimate with standard error
+// sqrt(J (1 - J) / num_perm) when the permutations are independent. Different multipliers a_p, a_q
+// relate pi_q = c * pi_p (c = a_q / a_p): a 2-D lattice whose points are spread evenly at the
+// scale of the minima for all but vanishingly rare c; tests/data/test_minhash.py checks the
+// estimates against exact Jaccard and datasketch on many pairs (no bias, sampling-level spread,
+// no correlation between permutations). Empty documents get all 0xFFFFFFFF.
 //
-// SIMD: the kernel evaluates the num_perm permutations of one shingle in vector lanes (16 per
-// AVX-512 register, 8 per AVX2); all paths compute the same integers, so signatures are identical
-// whatever the ISA. Test: tests/data/test_minhash.py; bench: bench/bench_minhash.py.
+// Cost: one 32-bit multiply and one unsigned min per shingle and permutation (16 lanes per
+// AVX-512 register, 8 per AVX2), plus O(text) shingling; the previous murmur-finaliser
+// permutation needed two multiplies and five more operations per lane.
+//
+// SIMD: the kernel evaluates the num_perm permutations of one shingle in vector lanes; all paths
+// compute the same integers (shingling included), so signatures are identical whatever the ISA
+// and thread count. Test: tests/data/test_minhash.py; bench: bench/bench_minhash.py.
 #pragma once
 
 #include <cstdint>
 #include <string_view>
 #include <vector>
 
+#include "cpu/minhash_shingle.h"
 #include "cpu/minhash_text.h"
 
 namespace fastllm {
@@ -24,33 +37,36 @@ namespace minhash {
 // Lanes are padded to a multiple of this many permutations.
 constexpr int kPermAlign = 16;
 
-static inline uint32_t permute(uint32_t h, uint32_t seed) {
-  uint32_t x = h ^ seed;
-  x *= 0x85ebca6bu;
-  x ^= x >> 13;
-  x *= 0xc2b2ae35u;
-  x ^= x >> 16;
-  return x;
-}
+static inline uint32_t permute(uint32_t s, uint32_t a) { return a * s; }
 
-// out[p] = min_i permute(shingles[i], seeds[p]) for p < num_perm (a multiple of kPermAlign).
-using SignatureKernel = void (*)(const uint32_t* shingles, int64_t n_shingles, const uint32_t* seeds,
-                                 int num_perm, uint32_t* out);
+// One ISA's implementation. All of them give identical results.
+struct MinhashKernels {
+  // sig[p] = min(sig[p], min_i permute(shingles[i], mults[p])) for p < num_perm (a multiple of
+  // kPermAlign).
+  void (*fold)(const uint32_t* shingles, int64_t n_shingles, const uint32_t* mults, int num_perm,
+               uint32_t* sig);
+  // Folds the shingles of one text into sig (set to 0xFFFFFFFF by the caller), streaming them.
+  void (*signature)(std::string_view text, Units mode, int ngram, const uint32_t* mults, int num_perm,
+                    ShingleScratch& scratch, uint32_t* sig);
+  // All shingle hashes of one text, in text order (duplicates kept).
+  void (*shingles)(std::string_view text, Units mode, int ngram, ShingleScratch& scratch,
+                   std::vector<uint32_t>& out);
+};
 
-void signature_generic(const uint32_t*, int64_t, const uint32_t*, int, uint32_t*);
+extern const MinhashKernels kernels_generic;
 #if defined(FASTLLM_X86)
-void signature_avx2(const uint32_t*, int64_t, const uint32_t*, int, uint32_t*);
-void signature_avx512(const uint32_t*, int64_t, const uint32_t*, int, uint32_t*);
+extern const MinhashKernels kernels_avx2;
+extern const MinhashKernels kernels_avx512;
 #endif
-SignatureKernel signature_kernel();  // the active ISA's
+const MinhashKernels& kernels();  // the active ISA's
 
-// 32-bit hashes of the shingles of one text (n-grams of `ngram` units; a text with fewer units
-// than that gives one shingle of all of them; an empty text gives none).
-void shingle_hashes(std::string_view text, Units mode, int ngram, std::vector<Unit>& units,
-                    std::vector<uint32_t>& out);
+// 32-bit shingle hashes of one text (n-grams of `ngram` units; a text with fewer units than that
+// gives one shingle of all of them; an empty text gives none).
+void shingle_hashes(std::string_view text, Units mode, int ngram, std::vector<uint32_t>& out);
 
 // Signatures of many texts on n_threads threads: out is [n_texts, num_perm_padded] row-major.
-void signatures(const std::vector<std::string_view>& texts, Units mode, int ngram, const uint32_t* seeds,
+// mults: num_perm_padded odd multipliers.
+void signatures(const std::vector<std::string_view>& texts, Units mode, int ngram, const uint32_t* mults,
                 int num_perm_padded, uint32_t* out, int n_threads);
 
 // keys[i, b] = hash of sig[i, b*rows : (b+1)*rows] (row stride sig_stride).

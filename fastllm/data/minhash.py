@@ -6,7 +6,9 @@
     bands, rows = optimal_bands(0.8, 128)     # LSH parameters for a Jaccard threshold
 
 Shingles are n consecutive units: whitespace-separated words, alnum words (lowercased, punctuation
-ignored) or characters. Signatures are identical for every CPU path and thread count.
+ignored) or characters, each hashed to an odd 32-bit number; permutation p maps a shingle hash s to
+a_p * s mod 2^32 (a_p odd, drawn from the seed) and the signature keeps the minimum (the math is at
+the top of csrc/cpu/minhash.h). Signatures are identical for every CPU path and thread count.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import numpy as np
 from fastllm import _ext
 
 UNIT_MODES = {"whitespace": 0, "alnum": 1, "chars": 2}
+# Changes whenever the signatures of the same (texts, num_perm, ngram, units, seed) change (2: odd
+# 32-bit shingle hashes and multiplicative permutations); stored signatures of another version must
+# not be mixed with new ones (their LSH band keys would never collide).
+SIGNATURE_VERSION = 2
 
 
 def default_threads() -> int:
@@ -36,11 +42,12 @@ def unit_mode(units: str) -> int:
     return UNIT_MODES[units]
 
 
-def permutation_seeds(num_perm: int, seed: int) -> np.ndarray:
-    """The per-permutation 32-bit seeds, padded with more seeds to the kernel's lane multiple."""
+def permutation_multipliers(num_perm: int, seed: int) -> np.ndarray:
+    """The per-permutation odd 32-bit multipliers, padded with more to the kernel's lane multiple."""
     align = _ext.cpu().minhash.PERM_ALIGN
     padded = -(-num_perm // align) * align
-    return np.random.Generator(np.random.PCG64(seed)).integers(0, 2**32, size=padded, dtype=np.uint32)
+    draws = np.random.Generator(np.random.PCG64(seed)).integers(0, 2**32, size=padded, dtype=np.uint32)
+    return draws | np.uint32(1)
 
 
 class MinHasher:
@@ -52,21 +59,21 @@ class MinHasher:
             raise ValueError(f"ngram must be >= 1, got {ngram}")
         self.num_perm, self.ngram, self.units, self.seed = num_perm, ngram, units, seed
         self._mode = unit_mode(units)
-        self._seeds = permutation_seeds(num_perm, seed)
+        self._mults = permutation_multipliers(num_perm, seed)
         self.num_threads = num_threads or default_threads()
 
     def signatures(self, texts: Sequence[str | bytes]) -> np.ndarray:
         """(len(texts), num_perm) uint32 signatures; a text without shingles gets all 0xFFFFFFFF."""
         texts = texts if isinstance(texts, list | tuple) else list(texts)
-        padded = self._seeds.shape[0]
+        padded = self._mults.shape[0]
         out = np.empty((len(texts), padded), dtype=np.uint32)
         if texts:
-            _ext.cpu().minhash.signatures(texts, self._seeds.ctypes.data, padded, self._mode, self.ngram,
+            _ext.cpu().minhash.signatures(texts, self._mults.ctypes.data, padded, self._mode, self.ngram,
                                           out.ctypes.data, self.num_threads)
         return out if padded == self.num_perm else np.ascontiguousarray(out[:, : self.num_perm])
 
     def shingles(self, text: str) -> set[int]:
-        """The 32-bit shingle hashes of one text (for exact Jaccard in tests and checks)."""
+        """The (odd) 32-bit shingle hashes of one text (for exact Jaccard in tests and checks)."""
         return set(_ext.cpu().minhash.shingle_hashes([text], self._mode, self.ngram))
 
 
