@@ -173,6 +173,20 @@ def test_gradient_is_grad_times_dequantized_weight(seeded):
     torch.testing.assert_close(x.grad, grad @ w_hat)
 
 
+def test_backward_stays_on_the_forced_backend(seeded, monkeypatch):
+    from fastllm.kernels import dispatch
+
+    _, blocks = random_weight(12, 64, "q4_0", seeded)
+    packed = ggml.repack(blocks, "q4_0")
+    x = torch.randn(3, 64, generator=seeded, requires_grad=True)
+    y = ggml.ggml_matmul(x, packed, "q4_0_x16", 12, backend="ref")
+    picked, pick = [], dispatch.pick
+    monkeypatch.setattr(dispatch, "pick", lambda op, *args: picked.append((op, pick(op, *args))) or picked[-1][1])
+    y.sum().backward()
+    assert picked == [("ggml_unpack", "ref"), ("ggml_dequantize", "ref")]
+    torch.testing.assert_close(x.grad, ggml.dequantize(blocks, "q4_0", (12, 64)).sum(0).expand(3, 64))
+
+
 def test_compiles_as_one_node(seeded):
     _, blocks = random_weight(16, 64, "q4_0", seeded)
     x = torch.randn(2, 64, generator=seeded)

@@ -79,8 +79,9 @@ def unpack(packed: torch.Tensor, qtype: str, out_features: int, in_features: int
     return dispatch.implementation("ggml_unpack", packed.device, backend)(packed, qtype, out_features, in_features)
 
 
-def dequantize_weight(weight: torch.Tensor, qtype: str, out_features: int, in_features: int) -> torch.Tensor:
+def dequantize_weight(weight: torch.Tensor, qtype: str, out_features: int, in_features: int, *,
+                      backend: str | None = None) -> torch.Tensor:
     """(out_features, in_features) float32 from a weight in any qtype (plain or _x16)."""
     qt = qtype_of(qtype)
-    plain = unpack(weight, qt.base, out_features, in_features) if qt.x16 else weight
-    return dequantize(plain, qt.base, (out_features, in_features))
+    plain = unpack(weight, qt.base, out_features, in_features, backend=backend) if qt.x16 else weight
+    return dequantize(plain, qt.base, (out_features, in_features), backend=backend)

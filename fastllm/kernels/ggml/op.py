@@ -26,26 +26,28 @@ def _(x, weight, qtype, out_features, backend=None):
 
 
 @torch.library.custom_op("fastllm::ggml_dequantize_weight", mutates_args=())
-def ggml_dequantize_weight_op(weight: torch.Tensor, qtype: str, out_features: int, in_features: int) -> torch.Tensor:
+def ggml_dequantize_weight_op(weight: torch.Tensor, qtype: str, out_features: int, in_features: int,
+                              backend: str | None = None) -> torch.Tensor:
     from fastllm.kernels.ggml.api import dequantize_weight
 
-    return dequantize_weight(weight, qtype, out_features, in_features)
+    return dequantize_weight(weight, qtype, out_features, in_features, backend=backend)
 
 
 @ggml_dequantize_weight_op.register_fake
-def _(weight, qtype, out_features, in_features):
+def _(weight, qtype, out_features, in_features, backend=None):
     return weight.new_empty(out_features, in_features, dtype=torch.float32)
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, qtype, out_features, _ = inputs
+    x, weight, qtype, out_features, backend = inputs
     ctx.save_for_backward(weight)
-    ctx.qtype, ctx.out_features, ctx.in_features = qtype, out_features, x.shape[-1]
+    ctx.qtype, ctx.out_features, ctx.in_features, ctx.backend = qtype, out_features, x.shape[-1], backend
 
 
 def _backward(ctx, grad):
     (weight,) = ctx.saved_tensors
-    w = torch.ops.fastllm.ggml_dequantize_weight(weight, ctx.qtype, ctx.out_features, ctx.in_features)  # (N, K)
+    w = torch.ops.fastllm.ggml_dequantize_weight(weight, ctx.qtype, ctx.out_features, ctx.in_features,
+                                                 ctx.backend)  # (N, K), on the forward's forced backend
     return (grad.to(torch.float32) @ w).to(grad.dtype), None, None, None, None
 
 
