@@ -263,6 +263,14 @@ static inline void stream_char_shingles(const unsigned char* s, int64_t n, int n
     const int64_t seg_end = n - seg < kSegment ? n : seg + kSegment;  // code points may cross it
     int64_t n_bounds = 0, i = seg;
     while (i < seg_end) {
+      if (i + 8 <= seg_end && (load_le64(s + i) & 0x8080808080808080ULL) == 0) {  // 8 ASCII characters
+        for (int t = 0; t < 8; ++t) {
+          bounds[n_bounds++] = static_cast<uint32_t>(i + t - seg);
+          bounds[n_bounds++] = static_cast<uint32_t>(i + t + 1 - seg);
+        }
+        i += 8;
+        continue;
+      }
       const int64_t e = i + utf8_length(s[i]) <= n ? i + utf8_length(s[i]) : n;
       bounds[n_bounds++] = static_cast<uint32_t>(i - seg);
       bounds[n_bounds++] = static_cast<uint32_t>(e - seg);
