@@ -116,7 +116,7 @@ def forced_backend(op: str) -> str | None:
 def pick(op: str, device: torch.device | str, backend: str | None = None) -> str:
     """The backend that will run `op` on `device`; `backend` (or FASTLLM_BACKEND) forces one."""
     device = torch.device(device)
-    forced, source = (backend, "backend=") if backend else (forced_backend(op), "FASTLLM_BACKEND")
+    forced, source = (backend, "backend=") if backend else (forced_backend(op), "FASTLLM_BACKEND=")
     if forced:
         reason = unavailable_reason(op, forced, device)
         if reason:

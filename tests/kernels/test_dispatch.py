@@ -40,6 +40,12 @@ def test_env_forces_every_op(monkeypatch):
     assert dispatch.pick(OP, "cpu") == "ref"
 
 
+def test_env_forced_backend_that_cannot_run_names_the_variable(monkeypatch):
+    monkeypatch.setenv("FASTLLM_BACKEND", "triton")
+    with pytest.raises(BackendUnavailableError, match=f"{OP}: FASTLLM_BACKEND=triton cannot run"):
+        dispatch.pick(OP, "cpu")
+
+
 def test_env_per_op_list(monkeypatch):
     monkeypatch.setenv("FASTLLM_BACKEND", f"cpp,{OP}=ref")
     assert dispatch.pick(OP, "cpu") == "ref"

@@ -128,7 +128,7 @@ def test_forcing_cuda_on_cpu_tensors_is_an_error():
 def test_forced_backend_from_the_environment(monkeypatch, seeded):
     q, k, cos, sin = _inputs(1, 2, 1, 1, 8, torch.float32)
     monkeypatch.setenv("FASTLLM_BACKEND", "rope=cuda")
-    with pytest.raises(BackendUnavailableError, match="rope: FASTLLM_BACKENDcuda cannot run"):
+    with pytest.raises(BackendUnavailableError, match="rope: FASTLLM_BACKEND=cuda cannot run"):
         rope(q, k, cos, sin)
 
 
