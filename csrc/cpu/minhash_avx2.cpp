@@ -1,5 +1,5 @@
 // AVX2 MinHash: separator masks 32 bytes per compare, unit boundaries flattened 8 bits per table
-// lookup, unit hashes 4 at a time (gathered chunks, 64-bit multiplies from three 32-bit ones), and
+// lookup, unit hashes 4 at a time (64-bit multiplies from three 32-bit ones), and
 // the signature fold with 8 permutations per register, 8 registers of running minima per pass over
 // the shingles (64 permutations). Shingle hashes use the scalar code.
 #include <immintrin.h>
@@ -127,9 +127,23 @@ struct Avx2Ops : ScalarSteps {
       // fast lanes: len <= 16 and start <= n - 16
       const __m256i slow = _mm256_or_si256(_mm256_cmpgt_epi64(len, sixteen), _mm256_cmpgt_epi64(start, last));
       const int slow_bits = _mm256_movemask_pd(_mm256_castsi256_pd(slow));
-      const __m256i fast = _mm256_xor_si256(slow, _mm256_set1_epi64x(-1));
-      __m256i c0 = _mm256_mask_i64gather_epi64(zero, base_ptr, start, fast, 1);
-      __m256i c1 = _mm256_mask_i64gather_epi64(zero, base_ptr + 1, start, fast, 1);
+      __m256i c0, c1;
+      if (__builtin_expect(base + bounds[2 * k + 6] + 16 <= n, 1)) {
+        // 16 bytes from every start: units 0 and 2 in one register, 1 and 3 in the other
+        const unsigned char* p = s + base;
+        const __m256i a = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bounds[2 * k]))),
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bounds[2 * k + 4])), 1);
+        const __m256i b = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bounds[2 * k + 2]))),
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bounds[2 * k + 6])), 1);
+        c0 = _mm256_unpacklo_epi64(a, b);
+        c1 = _mm256_unpackhi_epi64(a, b);
+      } else {
+        const __m256i fast = _mm256_xor_si256(slow, _mm256_set1_epi64x(-1));
+        c0 = _mm256_mask_i64gather_epi64(zero, base_ptr, start, fast, 1);
+        c1 = _mm256_mask_i64gather_epi64(zero, base_ptr + 1, start, fast, 1);
+      }
       if (kLower) {
         c0 = lower_alnum_x4(c0);
         c1 = lower_alnum_x4(c1);

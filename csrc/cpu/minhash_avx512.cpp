@@ -82,8 +82,9 @@ struct Avx512Ops {
     n = o - out;
   }
 
-  // ScalarSteps::hash_units, 8 units per register: both chunks gathered, lanes with a unit longer
-  // than 16 bytes or too close to the text's end redone by the scalar code.
+  // ScalarSteps::hash_units, 8 units per register: 16 bytes loaded from each start (gathered, masked,
+  // for the last units of a text), lanes with a unit longer than 16 bytes or too close to the
+  // text's end redone by the scalar code.
   template <bool kLower>
   static void hash_units(const unsigned char* s, int64_t n, int64_t base, const uint32_t* bounds, int64_t count,
                          uint64_t* w) {
@@ -91,15 +92,33 @@ struct Avx512Ops {
     const __m512i seg = _mm512_set1_epi64(base), last = _mm512_set1_epi64(n - 16);
     const __m512i eight = _mm512_set1_epi64(8), sixteen = _mm512_set1_epi64(16), zero = _mm512_setzero_si512();
     const __m512i mul = set1_u64(kUnitMul), seed = set1_u64(kUnitSeed);
+    const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
     int64_t k = 0;
     for (; k + 8 <= count; k += 8) {
       const __m512i se = _mm512_permutexvar_epi32(split, _mm512_loadu_si512(bounds + 2 * k));
       const __m512i start = _mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(se)), seg);
       const __m512i len = _mm512_sub_epi64(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(se, 1)),
                                            _mm512_cvtepu32_epi64(_mm512_castsi512_si256(se)));
-      const __mmask8 fast = _mm512_cmple_epi64_mask(len, sixteen) & _mm512_cmple_epi64_mask(start, last);
-      __m512i c0 = _mm512_mask_i64gather_epi64(zero, fast, start, s, 1);
-      __m512i c1 = _mm512_mask_i64gather_epi64(zero, fast, start, s + 8, 1);
+      __mmask8 fast = _mm512_cmple_epi64_mask(len, sixteen);
+      __m512i c0, c1;
+      if (__builtin_expect(base + bounds[2 * k + 14] + 16 <= n, 1)) {
+        // 16 bytes from every start: four units per register, then even/odd qwords
+        const unsigned char* p = s + base;
+        __m512i lo = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bounds[2 * k])));
+        lo = _mm512_inserti32x4(lo, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bounds[2 * k + 2])), 1);
+        lo = _mm512_inserti32x4(lo, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bounds[2 * k + 4])), 2);
+        lo = _mm512_inserti32x4(lo, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bounds[2 * k + 6])), 3);
+        __m512i hi = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bounds[2 * k + 8])));
+        hi = _mm512_inserti32x4(hi, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bounds[2 * k + 10])), 1);
+        hi = _mm512_inserti32x4(hi, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bounds[2 * k + 12])), 2);
+        hi = _mm512_inserti32x4(hi, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bounds[2 * k + 14])), 3);
+        c0 = _mm512_permutex2var_epi64(lo, even, hi);
+        c1 = _mm512_permutex2var_epi64(lo, odd, hi);
+      } else {
+        fast &= _mm512_cmple_epi64_mask(start, last);
+        c0 = _mm512_mask_i64gather_epi64(zero, fast, start, s, 1);
+        c1 = _mm512_mask_i64gather_epi64(zero, fast, start, s + 8, 1);
+      }
       if (kLower) {
         c0 = lower_alnum_x8(c0);
         c1 = lower_alnum_x8(c1);
