@@ -146,6 +146,15 @@ def test_inplace_on_overlapping_memory_is_an_error():
         rope(q, k, cos, sin, inplace=True)
 
 
+def test_inplace_with_q_and_k_the_same_tensor_is_an_error():
+    x = torch.randn(1, 3, 2, 8)
+    before = x.clone()
+    cos, sin = rope_tables(4, 8)
+    with pytest.raises(KernelInputError, match="q and k are the same memory"):
+        rope(x, x, cos, sin, inplace=True)
+    assert torch.equal(x, before)  # refused before anything was written
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
 @pytest.mark.parametrize("shape", SHAPES + [(2, 1025, 32, 8, 128)])

@@ -82,6 +82,8 @@ def rope_inplace_op(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: to
     for name, t in (("q", q), ("k", k)):
         if torch._debug_has_internal_overlap(t) == 1:
             fail(OP, f"{name} has overlapping elements (an expanded view); inplace=True needs distinct ones")
+    if q.numel() and q.data_ptr() == k.data_ptr():
+        fail(OP, "q and k are the same memory; inplace=True would rotate it twice (pass distinct tensors)")
     impl = dispatch.implementation(OP, q.device, backend)
     impl(q, k, cos, sin, _batched(positions, q.shape[0]), offset, inverse, True)
 
