@@ -36,9 +36,13 @@ void signatures(const std::vector<std::string_view>& texts, Units mode, int ngra
                 "minhash: padded permutation count must be a positive multiple of ", kPermAlign);
   const MinhashKernels& k = kernels();
   const int64_t n = static_cast<int64_t>(texts.size());
-  parallel_range(n, 8, n_threads, [&](int64_t begin, int64_t end) {
-    ShingleScratch scratch;
-    for (int64_t i = begin; i < end; ++i) {
+  // Small tasks handed out dynamically: a thread slowed down by a busy core or by long documents
+  // does not hold the others up.
+  const int64_t per_task = std::clamp<int64_t>(n / (16 * std::max(n_threads, 1)), 8, 256);
+  parallel_for((n + per_task - 1) / per_task, n_threads, [&](int64_t task) {
+    thread_local ShingleScratch scratch;
+    const int64_t end = std::min(n, (task + 1) * per_task);
+    for (int64_t i = task * per_task; i < end; ++i) {
       uint32_t* sig = out + i * num_perm_padded;
       std::fill(sig, sig + num_perm_padded, 0xFFFFFFFFu);
       k.signature(texts[i], mode, ngram, mults, num_perm_padded, scratch, sig);
