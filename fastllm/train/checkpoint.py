@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 from fastllm.model.hf_io import read_safetensors
-from fastllm.utils.atomic import atomic_directory, write_json
+from fastllm.utils.atomic import atomic_directory, recover_directory, write_json
 from fastllm.utils.errors import InputFormatError
 
 FORMAT = "fastllm-ckpt-v1"
@@ -108,6 +108,8 @@ def latest_complete(root: Path, log: Callable[[str], None]) -> Path | None:
     """The newest intact checkpoint under `root`; partial or damaged ones are reported and skipped."""
     if not root.is_dir():
         return None
+    for moved_aside in root.glob(".step-*.old"):  # a re-save killed between its two renames
+        recover_directory(root / moved_aside.name[1:-len(".old")])
     for partial in sorted(p for p in root.iterdir() if _PARTIAL_DIR.match(p.name)):
         log(f"ignoring partial checkpoint {partial} (interrupted save)")
     for candidate in sorted((p for p in root.iterdir() if _STEP_DIR.match(p.name)), reverse=True):

@@ -58,12 +58,26 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Non
     write_text(path, json.dumps(obj, indent=indent, sort_keys=False, ensure_ascii=False) + "\n")
 
 
+def recover_directory(path: str | os.PathLike) -> None:
+    """Undoes a replacement that atomic_directory did not finish: if a crash came between moving
+    the previous `path` aside and renaming the new one in, the previous complete copy returns."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if old.exists():
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, path)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary sibling directory; on clean exit it is renamed to `path` (replacing an
     existing one), on error it is removed. Readers never see a partially written directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.with_name(f".{path.name}.old")
+    recover_directory(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
@@ -72,8 +86,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
                 with open(child, "rb") as handle:
                     os.fsync(handle.fileno())
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            # Two renames: a crash between them leaves only `old`, which recover_directory puts back.
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

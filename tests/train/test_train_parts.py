@@ -124,6 +124,17 @@ def test_manifest_must_vouch_for_every_file(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["step-00000002"]
 
 
+def test_a_resave_killed_between_its_renames_keeps_the_old_copy(tmp_path):
+    # Re-saving step 2 moves the complete step-2 aside first; a kill before the new one is renamed
+    # in leaves only `.step-00000002.old`, which resume puts back instead of losing the step.
+    root = tmp_path / "ckpt"
+    root.mkdir()
+    checkpoint.save(root, 2, {"model": {"w": torch.ones(3)}}, {"step": 2}, keep_last=2)
+    (root / "step-00000002").rename(root / ".step-00000002.old")
+    assert checkpoint.latest_complete(root, print) == root / "step-00000002"
+    assert sorted(p.name for p in root.iterdir()) == ["step-00000002"]
+
+
 def test_optimizer_state_flattening_round_trip():
     model = Llama(ModelConfig.preset("tiny", n_layers=1, vocab_size=50))
     optimizer = build_optimizer(model, OptimSection(), torch.device("cpu"))

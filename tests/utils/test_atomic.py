@@ -2,7 +2,7 @@
 
 import pytest
 
-from fastllm.utils.atomic import atomic_directory, atomic_write, write_json
+from fastllm.utils.atomic import atomic_directory, atomic_write, recover_directory, write_json
 
 
 def test_write_replaces_atomically(tmp_path):
@@ -34,3 +34,19 @@ def test_directory_appears_only_when_complete(tmp_path):
         (tmp / "b").write_text("y")
     assert sorted(p.name for p in target.iterdir()) == ["b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_a_crash_between_the_two_renames_is_recovered(tmp_path):
+    target = tmp_path / "model"
+    with atomic_directory(target) as tmp:
+        (tmp / "weights").write_text("v1")
+    # Simulate a kill after the previous copy was moved aside and before the new one arrived.
+    target.rename(tmp_path / ".model.old")
+    recover_directory(target)
+    assert (target / "weights").read_text() == "v1" and not (tmp_path / ".model.old").exists()
+    # The next save also starts by recovering, then replaces the restored copy.
+    target.rename(tmp_path / ".model.old")
+    with atomic_directory(target) as tmp:
+        (tmp / "weights").write_text("v2")
+    assert (target / "weights").read_text() == "v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
