@@ -110,42 +110,76 @@ def _decompressor(compression: str):
     return zstandard.ZstdDecompressor().decompressobj()
 
 
+# Decompressed bytes per step, so memory stays bounded whatever the compression ratio (1 MB of
+# gzip can hold 1 GB of one repeated byte). zstandard's decompressobj has no output limit, so
+# .zst input is fed in pieces sized from the ratio seen so far (64 B to 64 KiB).
+_STEP_OUT = 1 << 20
+_READ = 1 << 20
+_ZST_READ = (1 << 6, 1 << 8, 1 << 16)  # smallest, first, largest (x a 32768 ratio: 2, 8 MiB)
+
+
 class _Decompressing(io.RawIOBase):
-    """Streams a .gz/.bz2/.zst file (several members/frames allowed). Unlike gzip.open, it keeps
-    every byte decoded before a truncation or corruption and then raises TruncatedStream."""
+    """Streams a .gz/.bz2/.zst file (several members/frames allowed) in bounded steps. Unlike
+    gzip.open, it keeps every byte decoded before a truncation or corruption and then raises
+    TruncatedStream."""
 
     def __init__(self, path: Path, compression: str):
         self.raw = open(path, "rb")
         self.compression = compression
         self.decompressor = _decompressor(compression)
-        self.pending = b""
+        self.input = b""  # compressed bytes read but not yet given to the decompressor
+        self.read_size = _ZST_READ[1] if compression == ".zst" else _READ
+        self.pending, self.pos = b"", 0
         self.done = False
 
     def readable(self) -> bool:
         return True
 
-    def _fill(self) -> None:
-        while not self.pending and not self.done:
-            leftover = self.decompressor.unused_data if self.decompressor.eof else b""
-            chunk = leftover or self.raw.read(1 << 20)
-            if not chunk:
-                self.done = True
-                if not self.decompressor.eof:
-                    raise TruncatedStream(f"{self.compression} stream ended before its end marker")
-                return
-            if self.decompressor.eof:  # the next member / frame
-                self.decompressor = _decompressor(self.compression)
+    def _step(self) -> bytes | None:
+        """The next decompressed bytes, or None at the end of the last member/frame."""
+        while True:
+            d = self.decompressor
+            if d.eof:  # a member / frame ended: stop at the end of the file, else start the next
+                self.input = self.input or self.raw.read(self.read_size)
+                if not self.input:
+                    return None
+                d = self.decompressor = _decompressor(self.compression)
+            if self.compression == ".bz2" and not d.needs_input:
+                data = b""  # it still holds input that gives more output
+            else:
+                data = self.input = self.input or self.raw.read(self.read_size)
             try:
-                self.pending = self.decompressor.decompress(chunk)
+                out = d.decompress(data) if self.compression == ".zst" else d.decompress(data, _STEP_OUT)
             except Exception as exc:  # zlib.error, OSError, zstandard.ZstdError
-                self.done = True
                 raise TruncatedStream(f"corrupt {self.compression} data: {exc}") from None
+            if d.eof:
+                self.input = d.unused_data
+            else:
+                self.input = d.unconsumed_tail if self.compression == ".gz" else b""
+            if self.compression == ".zst" and data:
+                ratio = max(1, len(out) // len(data))
+                self.read_size = min(_ZST_READ[2], max(_ZST_READ[0], _STEP_OUT // ratio))
+            if out:
+                return out
+            if not data and not d.eof:
+                raise TruncatedStream(f"{self.compression} stream ended before its end marker")
 
     def readinto(self, buffer) -> int:
-        self._fill()
-        n = min(len(buffer), len(self.pending))
-        buffer[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
+        if self.pos >= len(self.pending):
+            step = None
+            if not self.done:
+                try:
+                    step = self._step()
+                except TruncatedStream:
+                    self.done = True
+                    raise
+            if step is None:
+                self.done = True
+                return 0
+            self.pending, self.pos = step, 0
+        n = min(len(buffer), len(self.pending) - self.pos)
+        buffer[:n] = memoryview(self.pending)[self.pos:self.pos + n]
+        self.pos += n
         return n
 
     def close(self) -> None:

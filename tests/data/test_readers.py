@@ -168,3 +168,36 @@ def test_empty_or_corrupt_compressed_files_are_quarantined(tmp_path, name, data,
     docs, bad = _read(tmp_path / name)
     assert [d.text for d in docs] == (["kept"] if name.startswith("junk") else [])
     assert len(bad) == 1 and bad[0].reason == "truncated_stream" and detail in bad[0].detail
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".zst"])
+def test_highly_compressed_line_is_read_in_bounded_memory(tmp_path, suffix):
+    import tracemalloc
+
+    # 64 MB of one byte in one member/frame: about 64 KB on disk (gzip), 100 bytes (bz2, zstd).
+    size = 64 << 20
+    head, tail = b'{"text": "before"}\n{"text": "', b'"}\n{"text": "after"}\n'
+    if suffix == ".gz":
+        import zlib
+
+        c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    elif suffix == ".bz2":
+        c = bz2.BZ2Compressor(9)
+    else:
+        import zstandard
+
+        c = zstandard.ZstdCompressor().compressobj()
+    chunk = b"a" * (1 << 20)
+    blob = c.compress(head) + b"".join(c.compress(chunk) for _ in range(size >> 20)) + c.compress(tail) + c.flush()
+    path = tmp_path / f"bomb.jsonl{suffix}"
+    path.write_bytes(blob)
+    del chunk
+    tracemalloc.start()
+    try:
+        docs, bad = _read(path, max_record_bytes=1 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [d.text for d in docs] == ["before", "after"]
+    assert [(q.reason, q.nbytes) for q in bad] == [("record_too_large", len(head) - 19 + size + 3)]
+    assert peak < 24 << 20, f"{peak / 2**20:.0f} MiB held while reading a {size >> 20} MiB line"
