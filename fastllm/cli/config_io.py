@@ -61,6 +61,13 @@ def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _child(where: str, key: str) -> str:
+    """Where a key sits: `c.yaml: optim.lr` (the file once, then the dotted key path)."""
+    if not where:
+        return key
+    return f"{where}.{key}" if ": " in where else f"{where}: {key}"
+
+
 def coerce(value: Any, tp: Any, where: str) -> Any:
     """Converts a YAML/flag value to type `tp`, or raises ConfigError mentioning `where`."""
     origin = typing.get_origin(tp)
@@ -93,7 +100,7 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         key_type, value_type = args if args else (Any, Any)
-        return {coerce(k, key_type, f"{where}.{k}"): coerce(v, value_type, f"{where}.{k}")
+        return {coerce(k, key_type, _child(where, str(k))): coerce(v, value_type, _child(where, str(k)))
                 for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
@@ -160,7 +167,7 @@ def build(cls: type[T], data: dict[str, Any], where: str) -> T:
         name = str(key).replace("-", "_")
         if name not in fields:
             raise ConfigError(f"{where}: unknown key {key!r}; known keys: {', '.join(fields)}")
-        kwargs[name] = coerce(value, hints[name], f"{where}.{name}" if where else name)
+        kwargs[name] = coerce(value, hints[name], _child(where, name))
     try:
         config = cls(**kwargs)
     except TypeError as exc:

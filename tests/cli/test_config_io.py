@@ -125,3 +125,9 @@ def test_help_into_a_closed_pipe_is_not_a_traceback():
     proc.stdout.close()  # the reader leaves before the writer prints, like `| head -0`
     err = proc.stderr.read().decode()
     assert proc.wait() == 0 and "Traceback" not in err
+
+
+def test_nested_errors_name_the_file_once_then_the_key_path(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        config_io.load_config(Example, write(tmp_path, "optim:\n  lr: abc\n"))
+    assert str(info.value) == f"{tmp_path / 'c.yaml'}: optim.lr: expected a number, got 'abc'"
