@@ -24,6 +24,7 @@ from fastllm.data.config import PrepareConfig
 from fastllm.data.dedup import dedup_reduce, minhash_task
 from fastllm.data.executor import make_executor
 from fastllm.data.markers import StageDir, file_fingerprint
+from fastllm.data.minhash import SIGNATURE_VERSION
 from fastllm.data.mix import DocTable, write_mix
 from fastllm.data.readers import expand_paths
 from fastllm.data.report import write_report
@@ -170,8 +171,10 @@ class Pipeline:
     def _dedup(self, parts, executor) -> tuple[StageDir, StageDir]:
         c = self.config
         dedup = to_dict(c.dedup)
-        # The signatures depend on these settings only; exact/near/verify change the reduce alone.
+        # The signatures depend on these settings and the signature algorithm's version only;
+        # exact/near/verify change the reduce alone.
         signature = {k: v for k, v in dedup.items() if k not in ("exact", "near", "verify")}
+        signature["signature_version"] = SIGNATURE_VERSION
         minhash_stage = StageDir(self.work, "minhash", {"clean": self.clean_hash, "dedup": signature})
         self._run_map(minhash_stage, minhash_task, [
             {"part": p["part"], "input": str(self.work / "clean" / f"{p['part']}.parquet"), "dedup": dedup,

@@ -304,3 +304,20 @@ def test_missing_optional_packages_are_named_before_any_work(tmp_path, monkeypat
     with pytest.raises(FastLLMError, match=r"missing pyarrow \(for stage files\); install them with"):
         prepare(_small(tmp_path, out, ["some text here"]))
     assert not (out / "work").exists()
+
+
+def test_a_new_signature_algorithm_invalidates_stored_signatures(tmp_path, monkeypatch):
+    # Signatures from another version of the MinHash algorithm must never be mixed with new ones.
+    import fastllm.data.pipeline as pipeline_module
+
+    docs = [f"plain words number {i} and some more words here" for i in range(30)]
+    out = tmp_path / "data"
+    prepare(_small(tmp_path, out, docs))
+    signatures = sorted((out / "work" / "minhash").glob("*.sig.npy"))
+    assert signatures
+    stamps = {p: p.stat().st_mtime_ns for p in signatures}
+    prepare(_small(tmp_path, out, docs))
+    assert {p: p.stat().st_mtime_ns for p in signatures} == stamps
+    monkeypatch.setattr(pipeline_module, "SIGNATURE_VERSION", pipeline_module.SIGNATURE_VERSION + 1)
+    prepare(_small(tmp_path, out, docs))
+    assert all(p.stat().st_mtime_ns != stamps[p] for p in signatures)
