@@ -107,7 +107,7 @@ class Pipeline:
             results[todo[j]] = result
             docs += result.get("docs", 0)
             bar.update(bar_bytes(tasks[todo[j]]) if bar_bytes else 1)
-            bar.set_postfix_str(f"{docs / max(1e-9, time.perf_counter() - started):.0f} docs/s")
+            bar.set_postfix_str(f"{docs / max(1e-9, time.perf_counter() - started):.0f} docs/s", refresh=False)
 
         try:
             executor.map(fn, [{**tasks[i], "stage_dir": str(stage.dir), "hash": stage.hash} for i in todo], on_done)

@@ -266,7 +266,7 @@ class Trainer:
                 self.metrics.log(record)
                 window_start, window_tokens = time.perf_counter(), 0
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{rate:,.0f}",
-                                **({"mfu": f"{record['mfu']:.1%}"} if peak else {}))
+                                **({"mfu": f"{record['mfu']:.1%}"} if peak else {}), refresh=False)
             if len(self.val) and ((cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps):
                 val_loss = self.evaluate()
                 self.metrics.log({"step": done, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))})

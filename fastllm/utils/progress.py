@@ -23,7 +23,9 @@ def is_quiet() -> bool:
 
 def progress(iterable=None, *, desc: str, total: float | None = None, unit: str = "it",
              unit_scale: bool = False, **kwargs: Any) -> tqdm:
-    """A tqdm bar that writes to stderr, shows rates in `unit`/s and honours --quiet."""
+    """A tqdm bar that writes to stderr, shows rates in `unit`/s and honours --quiet. Into a log
+    file (not a terminal) it updates every 30 s, so logs stay readable."""
+    kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else 30.0)
     return tqdm(iterable, desc=desc, total=total, unit=unit, unit_scale=unit_scale,
                 disable=_quiet, file=sys.stderr, dynamic_ncols=True, leave=False, **kwargs)
 
