@@ -15,6 +15,8 @@ from typing import Any
 
 from fastllm.utils.errors import ConfigError
 
+MAX_SEQ_LEN = 1 << 24  # 16M positions: above the context of any released LLaMA-style model
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -46,6 +48,10 @@ class ModelConfig:
         for name in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_seq_len > MAX_SEQ_LEN:
+            # The RoPE tables are (max_seq_len, head_dim / 2) floats, built when the model is:
+            # an absurd value from an untrusted config.json would exhaust memory, not fail.
+            raise ValueError(f"max_seq_len {self.max_seq_len} is above the supported {MAX_SEQ_LEN}")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_kv_heads ({self.n_kv_heads}) must divide n_heads ({self.n_heads})")
         if self.head_dim <= 0 or self.head_dim % 2:

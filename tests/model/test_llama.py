@@ -110,6 +110,7 @@ def test_overfits_a_fixed_batch():
 @pytest.mark.parametrize("bad, message", [
     (dict(n_kv_heads=3), "must divide"), (dict(dim=0), "dim must be positive"),
     (dict(head_dim=7), "even"), (dict(eos_id=5000), "outside the vocabulary"),
+    (dict(max_seq_len=1 << 40), "max_seq_len 1099511627776 is above the supported"),
 ])
 def test_invalid_configs_are_one_line_errors(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -139,3 +140,5 @@ def test_hf_config_round_trip_and_rejections():
         ModelConfig.from_hf({k: v for k, v in config.to_hf().items() if k != "hidden_size"})
     with pytest.raises(ConfigError, match="not a LLaMA-style model"):
         ModelConfig.from_hf({**config.to_hf(), "model_type": "gpt2"})
+    with pytest.raises(ConfigError, match="max_seq_len .* is above the supported"):  # before any allocation
+        ModelConfig.from_hf({**config.to_hf(), "max_position_embeddings": 1 << 40})
