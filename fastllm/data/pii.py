@@ -45,7 +45,7 @@ class Match:
 def luhn_valid(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
+        d = int(ch)  # any Unicode decimal digit: \d matches Devanagari and Arabic-Indic digits too
         if i % 2 == 1:
             d = d * 2 - 9 if d > 4 else d * 2
         total += d
@@ -66,7 +66,7 @@ _VERHOEFF_P = [
 def verhoeff_valid(digits: str) -> bool:
     check = 0
     for i, ch in enumerate(reversed(digits)):
-        check = _VERHOEFF_D[check][_VERHOEFF_P[i % 8][ord(ch) - 48]]
+        check = _VERHOEFF_D[check][_VERHOEFF_P[i % 8][int(ch)]]
     return check == 0
 
 

@@ -89,3 +89,13 @@ def test_ordinary_numbers_in_prose_and_tables_are_left_alone():
     # a grouped number on its own is still found
     assert redact("Aadhaar 2345 6789 0124, card 4111 1111 1111 1111.")[1] == {"ID_NUMBER": 1, "CREDIT_CARD": 1}
     assert redact("Amex 3782 822463 10005 or 3782-8224-6310-005")[1] == {"CREDIT_CARD": 2}
+
+
+def test_numbers_written_in_other_scripts_are_checked_not_crashed_on():
+    # \d matches every Unicode decimal digit, so a checksum sees Devanagari digits and must read them
+    # by value (this once raised IndexError and lost the whole document batch)
+    devanagari = str.maketrans("0123456789", "०१२३४५६७८९")
+    assert verhoeff_valid("234567890124".translate(devanagari)) and verhoeff_valid("234567890124")
+    assert luhn_valid("4111111111111111".translate(devanagari))
+    assert redact("आधार 2३४५ ६७८९ ०१२४ है")[1] == {"ID_NUMBER": 1}
+    assert redact("आधार 2३४५ ६७८९ ०१२५ है")[1] == {}  # fails the Verhoeff check
