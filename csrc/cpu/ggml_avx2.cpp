@@ -4,7 +4,8 @@
 // Without VNNI the byte dot is vpmaddubsw (u8 x s8 -> s16 pairs) + vpmaddwd (-> s32). A 16-row
 // tile is processed as two halves of 8 rows (one ymm = 8 rows x 4 bytes). For q4_0 four
 // maddubs results can be summed in int16 (4 * 2 * 15 * 127 < 32768); for q8_0 the weights
-// are made signed again and multiplied as |w| * sign(a, w), which cannot saturate.
+// are made signed again and multiplied as |w| * sign(a, w), which cannot saturate
+// (2 * 128 * 127 < 32768) and is exact since the activations never hold -128 (block_dot).
 #include <immintrin.h>
 
 #include <cmath>
@@ -92,14 +93,19 @@ float vec_dot_q4_0_q8_0_avx2(int64_t k, const block_q4_0* x, const block_q8_0* y
   return acc;
 }
 
+// Both operands are arbitrary int8 here (blocks from any GGUF), so they are widened to int16 and
+// multiplied with vpmaddwd, exact for every pair. ggml's |x| * sign(y, x) trick is not: with
+// y = -128 and x < 0, vpsignb negates -128 to -128 and the product has the wrong sign.
 float vec_dot_q8_0_q8_0_avx2(int64_t k, const block_q8_0* x, const block_q8_0* y) {
-  const __m256i ones = _mm256_set1_epi16(1);
   float acc = 0.0f;
   for (int64_t b = 0; b < k / QK; ++b) {
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs));
-    const __m256i prod = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w));
-    const int32_t isum = hsum_epi32(_mm256_madd_epi16(prod, ones));
+    const __m128i* xq = reinterpret_cast<const __m128i*>(x[b].qs);
+    const __m128i* yq = reinterpret_cast<const __m128i*>(y[b].qs);
+    const __m256i lo = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(xq)),
+                                         _mm256_cvtepi8_epi16(_mm_loadu_si128(yq)));
+    const __m256i hi = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(xq + 1)),
+                                         _mm256_cvtepi8_epi16(_mm_loadu_si128(yq + 1)));
+    const int32_t isum = hsum_epi32(_mm256_add_epi32(lo, hi));
     acc = std::fma(static_cast<float>(isum), fp16_to_fp32(x[b].d) * fp16_to_fp32(y[b].d), acc);
   }
   return acc;
@@ -129,7 +135,10 @@ static inline void load_weights(const uint8_t* quants, int64_t b, int half, __m2
 }
 
 // The exact integer dot of 8 rows with one activation block (the q8_0 path needs no offset
-// correction: it multiplies signed weights directly).
+// correction: it multiplies signed weights directly). The q8_0 sign trick |w| * sign(a, w) is
+// exact for every weight byte, -128 included (vpabsb leaves 0x80, which vpmaddubsw reads as an
+// unsigned 128), because the activations come from quantize_act and lie in [-127, 127]: -128,
+// which vpsignb cannot negate, never occurs there.
 template <GgmlType type>
 static inline __m256i block_dot(const __m256i w[8], const __m256i sgn[8], const block_q8_act& a) {
   const __m256i ones = _mm256_set1_epi16(1);

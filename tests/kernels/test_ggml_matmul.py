@@ -106,6 +106,47 @@ def test_vec_dot_within_ggml_budget_and_identical_across_paths(cpu_isa, qtype):
     assert ggml.ggml_matmul(y[None], xb[None], qtype, 1).item() == result
 
 
+def q8_0_blocks(q: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Q8_0 block bytes holding the int8 quants q (a multiple of 32) verbatim, every scale `scale`."""
+    out = torch.empty(q.numel() // 32, 34, dtype=torch.uint8)
+    out[:, :2] = torch.tensor([scale], dtype=torch.float16).view(torch.uint8)
+    out[:, 2:] = q.reshape(-1, 32).to(torch.int8).view(torch.uint8)
+    return out.reshape(*q.shape[:-1], -1)
+
+
+def test_q8_0_dots_are_exact_for_every_int8_including_minus_128(cpu_isa, seeded):
+    # ggml's quantizer never writes -128, a GGUF from elsewhere may. The AVX2 vec_dot used
+    # |x| * sign(y, x), whose vpsignb cannot negate -128: -128 * -128 came out as -16384.
+    every = torch.arange(-128, 128).repeat(4)  # 1024 values, each byte twice against each sign
+    pairs = [(every, every.flip(0)), (every, every), (torch.full((64,), -128), torch.full((64,), -128))]
+    pairs += [(torch.randint(-128, 128, (32 * 33,), generator=seeded),
+               torch.randint(-128, 128, (32 * 33,), generator=seeded)) for _ in range(3)]
+    for x, y in pairs:
+        assert cpp.vec_dot_cpp(q8_0_blocks(x), q8_0_blocks(y), "q8_0") == float((x * y).sum()), cpu_isa
+    # q4_0 x q8_0 with y holding -128: the nibble path is unsigned x signed, exact already.
+    w = ggml.quantize(torch.randn(1024, generator=seeded), "q4_0")
+    wq, wd = ref.decode(w, "q4_0")
+    y = every
+    expected = float(((wq.reshape(-1) * y).reshape(-1, 32).sum(-1).double() * wd.double()).sum())
+    assert cpp.vec_dot_cpp(w, q8_0_blocks(y), "q4_0") == pytest.approx(expected, rel=1e-6)
+
+
+def test_q8_0_matmul_takes_weight_bytes_of_minus_128(cpu_isa, seeded):
+    # The matmul quantizes the activations itself (never to -128), so any weight byte is exact.
+    n, k = 19, 256
+    q = torch.randint(-128, 128, (n, k), generator=seeded)
+    q[:, ::3] = -128
+    q[0] = -128
+    weight = q8_0_blocks(q, 0.01)
+    x = torch.randn(5, k, generator=seeded)
+    y = ggml.ggml_matmul(x, weight, "q8_0", n)
+    y16 = ggml.ggml_matmul(x, ggml.repack(weight, "q8_0"), "q8_0_x16", n)
+    with forced_cpu_isa("generic"):
+        expected = ggml.ggml_matmul(x, weight, "q8_0", n)
+    assert torch.equal(y, expected) and torch.equal(y16, expected)
+    assert_within_accumulation_budget(y, x, weight, "q8_0")
+
+
 @pytest.mark.parametrize("qtype", QTYPES)
 def test_batches_and_odd_sizes_match_ref(qtype, seeded):
     for n in (1, 7, 59, 97):
