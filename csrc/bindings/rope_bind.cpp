@@ -13,16 +13,6 @@ namespace {
 
 using Strides = std::array<int64_t, 3>;
 
-RopeTensor make_tensor(uintptr_t in, uintptr_t out, int64_t heads, const Strides& in_strides,
-                       const Strides& out_strides) {
-  RopeTensor t{in, out, heads, {}, {}};
-  for (int i = 0; i < 3; ++i) {
-    t.in_strides[i] = in_strides[i];
-    t.out_strides[i] = out_strides[i];
-  }
-  return t;
-}
-
 // dtype: 0 float32, 1 float16, 2 bfloat16. Strides are in elements for (batch, token, head).
 void rope_bind(int dtype, uintptr_t q, uintptr_t q_out, int64_t q_heads, Strides q_strides,
                Strides q_out_strides, uintptr_t k, uintptr_t k_out, int64_t k_heads,
@@ -31,8 +21,8 @@ void rope_bind(int dtype, uintptr_t q, uintptr_t q_out, int64_t q_heads, Strides
                int64_t offset, int64_t batch, int64_t seq_len, int64_t head_dim, bool inverse,
                int n_threads) {
   FASTLLM_CHECK(dtype >= 0 && dtype <= 2, "rope: dtype code must be 0, 1 or 2, got ", dtype);
-  rope_apply(static_cast<RopeDtype>(dtype), make_tensor(q, q_out, q_heads, q_strides, q_out_strides),
-             make_tensor(k, k_out, k_heads, k_strides, k_out_strides), cos, sin, max_positions,
+  rope_apply(static_cast<RopeDtype>(dtype), make_rope_tensor(q, q_out, q_heads, q_strides, q_out_strides),
+             make_rope_tensor(k, k_out, k_heads, k_strides, k_out_strides), cos, sin, max_positions,
              positions, pos_strides.data(), offset, batch, seq_len, head_dim, inverse, n_threads);
 }
 

@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include "common/rope_tensor.h"
+
 namespace fastllm {
 
 enum class RopeDtype : int { f32 = 0, f16 = 1, bf16 = 2 };
@@ -32,13 +34,6 @@ extern const RopeKernels rope_kernels_avx512;  // rope_avx512.cpp (x86 builds on
 
 // The table for active_isa().
 const RopeKernels& rope_kernels();
-
-// One tensor's geometry: base pointer, heads and element strides for (batch, token, head).
-struct RopeTensor {
-  uintptr_t in, out;
-  int64_t heads;
-  int64_t in_strides[3], out_strides[3];
-};
 
 // Applies the rotation to q and k of shape (B, T, H, D) (last dim contiguous). positions is an
 // int64 (B, T) array with element strides pos_strides, or 0 for "token t is at offset + t".

@@ -91,7 +91,7 @@ __global__ void rope_kernel(RopeCudaArgs a) {
   const float* sin_row = a.sin + p * half;
   const float sign = a.inverse ? -1.0f : 1.0f;
   for (int which = 0; which < 2; ++which) {
-    const RopeCudaTensor& tensor = which ? a.k : a.q;
+    const RopeTensor& tensor = which ? a.k : a.q;
     const int64_t in_offset = (b * tensor.in_strides[0] + t * tensor.in_strides[1]) * sizeof(T);
     const int64_t out_offset = (b * tensor.out_strides[0] + t * tensor.out_strides[1]) * sizeof(T);
     TokenGeometry g{reinterpret_cast<const char*>(tensor.in) + in_offset,
@@ -108,7 +108,7 @@ template <typename T, int VEC>
 bool can_vectorize(const RopeCudaArgs& a) {
   const int64_t half = a.head_dim / 2;
   if (half % VEC) return false;
-  for (const RopeCudaTensor* t : {&a.q, &a.k}) {
+  for (const RopeTensor* t : {&a.q, &a.k}) {
     if (!aligned(t->in, sizeof(T) * VEC) || !aligned(t->out, sizeof(T) * VEC)) return false;
     for (int i = 0; i < 3; ++i) {
       if (t->in_strides[i] % VEC || t->out_strides[i] % VEC) return false;

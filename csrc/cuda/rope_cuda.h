@@ -3,18 +3,12 @@
 
 #include <cstdint>
 
+#include "common/rope_tensor.h"
+
 namespace fastllm {
 
-// One of q / k: (B, T, H, D) with a contiguous last dim; strides in elements for (b, t, h).
-// out may equal in (in place).
-struct RopeCudaTensor {
-  uintptr_t in, out;
-  int64_t heads;
-  int64_t in_strides[3], out_strides[3];
-};
-
 struct RopeCudaArgs {
-  RopeCudaTensor q, k;
+  RopeTensor q, k;  // common/rope_tensor.h
   const float* cos;       // (max_positions, D/2) float32, contiguous
   const float* sin;
   const int64_t* positions;  // (B, T) int64 with pos_strides, or null: token t is at offset + t

@@ -12,24 +12,14 @@ namespace {
 
 using Strides = std::array<int64_t, 3>;
 
-RopeCudaTensor make_tensor(uintptr_t in, uintptr_t out, int64_t heads, const Strides& in_strides,
-                           const Strides& out_strides) {
-  RopeCudaTensor t{in, out, heads, {}, {}};
-  for (int i = 0; i < 3; ++i) {
-    t.in_strides[i] = in_strides[i];
-    t.out_strides[i] = out_strides[i];
-  }
-  return t;
-}
-
 void rope_bind(int dtype, uintptr_t q, uintptr_t q_out, int64_t q_heads, Strides q_strides,
                Strides q_out_strides, uintptr_t k, uintptr_t k_out, int64_t k_heads,
                Strides k_strides, Strides k_out_strides, uintptr_t cos, uintptr_t sin,
                uintptr_t positions, std::array<int64_t, 2> pos_strides, int64_t offset,
                int64_t batch, int64_t seq_len, int64_t head_dim, bool inverse, uintptr_t stream) {
   RopeCudaArgs args{};
-  args.q = make_tensor(q, q_out, q_heads, q_strides, q_out_strides);
-  args.k = make_tensor(k, k_out, k_heads, k_strides, k_out_strides);
+  args.q = make_rope_tensor(q, q_out, q_heads, q_strides, q_out_strides);
+  args.k = make_rope_tensor(k, k_out, k_heads, k_strides, k_out_strides);
   args.cos = reinterpret_cast<const float*>(cos);
   args.sin = reinterpret_cast<const float*>(sin);
   args.positions = reinterpret_cast<const int64_t*>(positions);

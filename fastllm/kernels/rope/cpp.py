@@ -13,7 +13,8 @@ from fastllm import _ext
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 
 
-def _bhs_strides(t: torch.Tensor) -> list[int]:
+def bhs_strides(t: torch.Tensor) -> list[int]:
+    """Element strides for (batch, token, head): a RopeTensor's (csrc/common/rope_tensor.h)."""
     return [t.stride(0), t.stride(1), t.stride(2)]
 
 
@@ -28,8 +29,8 @@ def rope_cpp(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Ten
     batch, seq_len, q_heads, head_dim = q.shape
     _ext.cpu().rope.rope(
         DTYPE_CODES[q.dtype],
-        q.data_ptr(), q_out.data_ptr(), q_heads, _bhs_strides(q), _bhs_strides(q_out),
-        k.data_ptr(), k_out.data_ptr(), k.shape[2], _bhs_strides(k), _bhs_strides(k_out),
+        q.data_ptr(), q_out.data_ptr(), q_heads, bhs_strides(q), bhs_strides(q_out),
+        k.data_ptr(), k_out.data_ptr(), k.shape[2], bhs_strides(k), bhs_strides(k_out),
         cos.data_ptr(), sin.data_ptr(), cos.shape[0], pos_ptr, pos_strides,
         offset, batch, seq_len, head_dim, inverse, _ext.num_threads())
     return q_out, k_out

@@ -6,11 +6,7 @@ from __future__ import annotations
 import torch
 
 from fastllm import _ext
-from fastllm.kernels.rope.cpp import DTYPE_CODES
-
-
-def _bhs_strides(t: torch.Tensor) -> list[int]:
-    return [t.stride(0), t.stride(1), t.stride(2)]
+from fastllm.kernels.rope.cpp import DTYPE_CODES, bhs_strides
 
 
 def rope_cuda(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -26,8 +22,8 @@ def rope_cuda(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Te
         stream = torch.cuda.current_stream(q.device).cuda_stream
         _ext.cuda().rope.rope(
             DTYPE_CODES[q.dtype],
-            q.data_ptr(), q_out.data_ptr(), q_heads, _bhs_strides(q), _bhs_strides(q_out),
-            k.data_ptr(), k_out.data_ptr(), k.shape[2], _bhs_strides(k), _bhs_strides(k_out),
+            q.data_ptr(), q_out.data_ptr(), q_heads, bhs_strides(q), bhs_strides(q_out),
+            k.data_ptr(), k_out.data_ptr(), k.shape[2], bhs_strides(k), bhs_strides(k_out),
             cos.data_ptr(), sin.data_ptr(), pos_ptr, pos_strides, offset, batch, seq_len, head_dim,
             inverse, stream)
     return q_out, k_out
