@@ -37,9 +37,10 @@ enum TextStat : int {
   kDupNgram10, kNumTextStats
 };
 
-// out: [n_texts, kNumTextStats] doubles. stop_words: sorted hashes of lowercased stop words.
+// out: [n_texts, kNumTextStats] doubles. stop_words: sorted hashes of lowercased stop words, the
+// longest of which has max_stop_word_bytes bytes (longer words are not looked up).
 void text_stats(const std::vector<std::string_view>& texts, const std::vector<uint64_t>& stop_words,
-                double* out, int n_threads);
+                int64_t max_stop_word_bytes, double* out, int n_threads);
 
 // The hash text_stats uses for a (lowercase) stop word.
 uint64_t word_hash(std::string_view word);
