@@ -26,7 +26,7 @@ using bpe::BpeModel;
 using bpe::Pattern;
 
 Pattern to_pattern(int pattern) {
-  FASTLLM_CHECK(pattern == 0 || pattern == 1, "unknown pre-tokenizer pattern id ", pattern);
+  FASTLLM_CHECK(pattern >= 0 && pattern <= 2, "unknown pre-tokenizer pattern id ", pattern);
   return static_cast<Pattern>(pattern);
 }
 
@@ -278,11 +278,12 @@ py::list pretokenize(py::handle text, int pattern) {
 
 // The largest cut position <= limit at which `data` can be split without changing its
 // pre-tokens (see bpe::is_safe_cut), or -1 when there is none.
-int64_t last_safe_cut(py::bytes data, size_t limit) {
+int64_t last_safe_cut(py::bytes data, size_t limit, int pattern) {
   const std::string_view view(data);
   const uint8_t* s = bytes_of(view);
+  const Pattern p = to_pattern(pattern);
   for (size_t i = std::min(limit, view.size()); i > 0; --i)
-    if (bpe::is_safe_cut(s, i, view.size())) return static_cast<int64_t>(i);
+    if (bpe::is_safe_cut(p, s, i, view.size())) return static_cast<int64_t>(i);
   return -1;
 }
 
@@ -297,8 +298,8 @@ void count_words(bpe::WordCounter& counter, const py::list& segments, int n_thre
 const BindingRegistrar registrar("bpe", [](py::module_& m) {
   m.doc() = "byte-level BPE: regex-free pre-tokenizer, encoder/decoder, trainer";
   m.def("pretokenize", &pretokenize, py::arg("text"), py::arg("pattern"),
-        "pre-tokens of text (str or bytes) for pattern 0 = llama3, 1 = gpt2");
-  m.def("last_safe_cut", &last_safe_cut, py::arg("data"), py::arg("limit"));
+        "pre-tokens of text (str or bytes) for pattern 0 = llama3, 1 = gpt2, 2 = smollm");
+  m.def("last_safe_cut", &last_safe_cut, py::arg("data"), py::arg("limit"), py::arg("pattern") = 0);
   m.attr("unicode_version") = unicode::kUnicodeVersion;
 
   py::class_<BpeModel, std::shared_ptr<BpeModel>>(m, "Model")

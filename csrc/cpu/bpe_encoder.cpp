@@ -292,7 +292,7 @@ template <Pattern P>
 void BpeModel::encode_piece(const uint8_t* s, size_t n, WordCache& cache, std::vector<uint32_t>& out) const {
   size_t i = 0;
   while (i < n) {
-    const size_t j = P == Pattern::llama3 ? next_llama3(s, i, n) : next_gpt2(s, i, n);
+    const size_t j = next_pretoken_of<P>(s, i, n);
     const size_t len = j - i;
     if (len == 1) {
       const uint32_t t = byte_token_[s[i]];
@@ -331,10 +331,10 @@ void BpeModel::encode_piece(const uint8_t* s, size_t n, WordCache& cache, std::v
 }
 
 void BpeModel::encode_ordinary(const uint8_t* text, size_t n, WordCache& cache, std::vector<uint32_t>& out) const {
-  if (pattern_ == Pattern::llama3) {
-    encode_piece<Pattern::llama3>(text, n, cache, out);
-  } else {
-    encode_piece<Pattern::gpt2>(text, n, cache, out);
+  switch (pattern_) {
+    case Pattern::llama3: encode_piece<Pattern::llama3>(text, n, cache, out); break;
+    case Pattern::gpt2: encode_piece<Pattern::gpt2>(text, n, cache, out); break;
+    default: encode_piece<Pattern::smollm>(text, n, cache, out); break;
   }
 }
 

@@ -3,6 +3,10 @@
 //   llama3 (= cl100k):  (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}
 //                       | ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
 //   gpt2:               's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+//   smollm:             HF's Sequence[Digits(individual_digits=True), ByteLevel(use_regex=True)]
+//                       (llama.cpp's "smollm"): every \p{N} character alone, gpt2 on the runs
+//                       between them; as one regex (patterns.py): \p{N}|'s|'t|'re|'ve|'m|'ll|'d
+//                       | ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?=\p{N})|\s+(?!\S)|\s+
 //
 // as `regex.findall` returns them. `next_pretoken(s, i, n)` gives the end of the match that
 // starts at byte i: it tries the alternatives in order, with the backtracking each one needs
@@ -25,7 +29,7 @@
 namespace fastllm {
 namespace bpe {
 
-enum class Pattern : int { llama3 = 0, gpt2 = 1 };
+enum class Pattern : int { llama3 = 0, gpt2 = 1, smollm = 2 };
 
 enum CharClass : uint8_t { kOther = 0, kLetter = 1, kNumber = 2, kSpace = 3 };
 
@@ -168,23 +172,29 @@ static inline size_t contraction_len(const uint8_t* s, size_t n, bool ci) {
 
 // A run of white space starting at i: `\s*[\r\n]+` ends after the last \r/\n of the run;
 // otherwise `\s+(?!\S)` keeps all but the last character when something follows, and `\s+`
-// takes a single character.
-static inline size_t whitespace_token(const uint8_t* s, size_t i, size_t n, bool newline_rule) {
+// takes a single character. `number_ends_run` (smollm): a number after the run ends the text
+// the split sees, so the whole run is one pre-token.
+static inline size_t whitespace_token(const uint8_t* s, size_t i, size_t n, bool newline_rule,
+                                      bool number_ends_run = false) {
   size_t j = i, last_start = i, after_newline = 0;
+  uint8_t next = kSpace;
   while (j < n) {
     const uint8_t b = s[j];
     uint32_t len = 1;
     if (b < 0x80) {
-      if (kAscii.cls[b] != kSpace) break;
+      if (kAscii.cls[b] != kSpace) {
+        next = kAscii.cls[b];
+        break;
+      }
       if (b == '\r' || b == '\n') after_newline = j + 1;
-    } else if (class_at(s, j, n, &len) != kSpace) {
+    } else if ((next = class_at(s, j, n, &len)) != kSpace) {
       break;
     }
     last_start = j;
     j += len;
   }
   if (newline_rule && after_newline) return after_newline;
-  if (j == n || last_start == i) return j;
+  if (j == n || last_start == i || (number_ends_run && next == kNumber)) return j;
   return last_start;
 }
 
@@ -256,26 +266,65 @@ static inline size_t next_gpt2(const uint8_t* s, size_t i, size_t n) {
   return whitespace_token(s, i, n, false);
 }
 
+// Digits(individual_digits) then gpt2 on what lies between: the gpt2 rules with \p{N} taken
+// out of them, as if the text ended before each number. Only white space notices the end: a
+// run of it before a number is one pre-token (gpt2 gives `\s+(?!\S)` all but its last
+// character, or joins a single space to the number with ` ?\p{N}+`).
+static inline size_t next_smollm(const uint8_t* s, size_t i, size_t n) {
+  size_t from;
+  if (ascii_word_start(s, i, n, &from)) return scan_class(s, from, n, kLetter);
+  const uint8_t b = s[i];
+  if (b == '\'') {
+    const size_t m = contraction_len(s + i + 1, n - i - 1, false);
+    if (m) return i + 1 + m;
+  }
+  uint32_t l0;
+  const uint8_t c0 = class_at(s, i, n, &l0);
+  if (c0 == kNumber) return i + l0;
+  if (c0 != kSpace) return scan_class(s, i + l0, n, c0);
+  if (b == ' ' && i + 1 < n) {  // ` ?\p{L}+`, ` ?[^\s\p{L}\p{N}]+`
+    uint32_t l1;
+    const uint8_t c1 = class_at(s, i + 1, n, &l1);
+    if (c1 == kLetter || c1 == kOther) return scan_class(s, i + 1 + l1, n, c1);
+  }
+  return whitespace_token(s, i, n, false, true);
+}
+
+template <Pattern P>
+static inline size_t next_pretoken_of(const uint8_t* s, size_t i, size_t n) {
+  if constexpr (P == Pattern::llama3) return next_llama3(s, i, n);
+  if constexpr (P == Pattern::gpt2) return next_gpt2(s, i, n);
+  return next_smollm(s, i, n);
+}
+
 // End of the pre-token starting at byte i < n.
 static inline size_t next_pretoken(Pattern pattern, const uint8_t* s, size_t i, size_t n) {
-  return pattern == Pattern::llama3 ? next_llama3(s, i, n) : next_gpt2(s, i, n);
+  switch (pattern) {
+    case Pattern::llama3: return next_llama3(s, i, n);
+    case Pattern::gpt2: return next_gpt2(s, i, n);
+    default: return next_smollm(s, i, n);
+  }
 }
 
 // True when a pre-token boundary falls at byte i whatever precedes it, so a text can be cut there
 // and pre-tokenized piece by piece with identical results:
-//  - s[i-1] is an ASCII letter and s[i] a space: no alternative of either pattern continues a
+//  - s[i-1] is an ASCII letter and s[i] a space: no alternative of any pattern continues a
 //    match past a letter into white space;
-//  - s[i-1] is '\n' and s[i] starts a letter or number: no alternative matches across that.
-// Both patterns are memoryless (no look-behind), so the matches after a boundary do not depend
+//  - s[i-1] is '\n' and s[i] starts a letter or number: no alternative matches across that. For
+//    gpt2 (and smollm before a letter) the '\n' must also be alone: a longer run of white space
+//    ends with `\s+(?!\S)` giving its last character back, which the cut text would not do.
+// The patterns are memoryless (no look-behind), so the matches after a boundary do not depend
 // on the text before it.
-static inline bool is_safe_cut(const uint8_t* s, size_t i, size_t n) {
+static inline bool is_safe_cut(Pattern pattern, const uint8_t* s, size_t i, size_t n) {
   if (i == 0 || i >= n) return false;
   const uint8_t prev = s[i - 1];
   if (s[i] == ' ') return prev < 0x80 && kAscii.cls[prev] == kLetter;
   if (prev != '\n') return false;
   uint32_t len;
   const uint8_t c = class_at(s, i, n, &len);
-  return c == kLetter || c == kNumber;
+  if (c != kLetter && c != kNumber) return false;
+  if (pattern == Pattern::llama3 || (pattern == Pattern::smollm && c == kNumber)) return true;
+  return i == 1 || (s[i - 2] < 0x80 && kAscii.cls[s[i - 2]] != kSpace);
 }
 
 }  // namespace bpe

@@ -89,7 +89,7 @@ def train_bpe_with_stats(files_or_texts, vocab_size: int, *, min_frequency: int 
     stats = TrainStats()
     counter = bpe.WordCounter(PATTERN_IDS[pattern], [s.encode("utf-8") for s in specials], max_words)
     start = time.perf_counter()
-    _count(counter, files_or_texts, threads, errors, stats, [t.encode('utf-8') for t in specials])
+    _count(counter, files_or_texts, threads, errors, stats, [t.encode('utf-8') for t in specials], pattern)
     stats.count_seconds = time.perf_counter() - start
     if counter.total_words == 0:
         where = ", ".join(stats.sources[:3]) or "the given texts"
@@ -139,7 +139,8 @@ def _check_options(vocab_size, min_frequency, special_tokens, pattern, max_words
 # ---------------------------------------------------------------------------------------------
 # Pass 1: counting
 # ---------------------------------------------------------------------------------------------
-def _count(counter, files_or_texts, threads: int, errors: str, stats: TrainStats, specials: list[bytes]) -> None:
+def _count(counter, files_or_texts, threads: int, errors: str, stats: TrainStats, specials: list[bytes],
+           pattern: str) -> None:
     if isinstance(files_or_texts, str | bytes | os.PathLike) or not isinstance(files_or_texts, Iterable):
         files_or_texts = [files_or_texts]
     total = None
@@ -150,7 +151,7 @@ def _count(counter, files_or_texts, threads: int, errors: str, stats: TrainStats
         items = (_resolve(item, stream=True) for item in files_or_texts)
     batch, batch_bytes = [], 0
     with byte_progress(desc="counting words", total=total) as bar:
-        for segment in _segments(items, errors, stats, specials):
+        for segment in _segments(items, errors, stats, specials, pattern):
             batch.append(segment)
             batch_bytes += len(segment)
             if batch_bytes >= BATCH_BYTES:
@@ -208,21 +209,22 @@ def _expand(pattern: str) -> list[Path]:
 
 
 def _segments(items: Iterable[list[Path] | str], errors: str, stats: TrainStats,
-              specials: list[bytes]) -> Iterator[bytes | str]:
+              specials: list[bytes], pattern: str) -> Iterator[bytes | str]:
     for item in items:
         if isinstance(item, list):
             for path in item:
                 stats.files += 1
                 stats.sources.append(str(path))
-                yield from _file_segments(path, errors, stats, specials)
+                yield from _file_segments(path, errors, stats, specials, pattern)
         else:
             stats.texts += 1
             stats.bytes += len(item)
             yield item
 
 
-def _file_segments(path: Path, errors: str, stats: TrainStats, specials: list[bytes]) -> Iterator[bytes | str]:
-    cut_after = _ext.cpu().bpe.last_safe_cut
+def _file_segments(path: Path, errors: str, stats: TrainStats, specials: list[bytes],
+                   pattern: str) -> Iterator[bytes | str]:
+    last_safe_cut, pattern_id = _ext.cpu().bpe.last_safe_cut, PATTERN_IDS[pattern]
     longest = max((len(s) for s in specials), default=0)
     offset = 0
     pending = b""
@@ -242,7 +244,7 @@ def _file_segments(path: Path, errors: str, stats: TrainStats, specials: list[by
                     stats.bytes += len(pending)
                 return
             # keep the longest special token's length after the cut in view, to see one straddling it
-            cut = cut_after(pending, len(pending) - longest)
+            cut = last_safe_cut(pending, len(pending) - longest, pattern_id)
             if cut <= 0:
                 if len(pending) < MAX_UNCUT_BYTES:
                     continue

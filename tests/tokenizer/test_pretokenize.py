@@ -79,20 +79,34 @@ def test_unicode_header_is_generated_from_this_python():
     assert header == gen_unicode_tables.render()
 
 
-def test_safe_cuts_do_not_change_pre_tokens():
+@pytest.mark.parametrize("name", list(PATTERNS))
+def test_safe_cuts_do_not_change_pre_tokens(name):
     text = kjv_text()[:200_000] + "\n" + shakespeare_files()[0].read_text(encoding="utf-8")[:100_000]
     data = text.encode("utf-8")
     cut = cpu().bpe.last_safe_cut
     pieces, rest = [], data
     while len(rest) > 5000:
-        c = cut(rest, len(rest) // 3)
+        c = cut(rest, len(rest) // 3, PATTERN_IDS[name])
         assert c > 0
         pieces.append(rest[:c])
         rest = rest[c:]
     pieces.append(rest)
-    split = [t for piece in pieces for t in cpu().bpe.pretokenize(piece, PATTERN_IDS["llama3"])]
-    assert split == cpu().bpe.pretokenize(data, PATTERN_IDS["llama3"])
+    split = [t for piece in pieces for t in cpu().bpe.pretokenize(piece, PATTERN_IDS[name])]
+    assert split == cpu().bpe.pretokenize(data, PATTERN_IDS[name])
     assert len(pieces) > 10
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(TRICKY), max_size=30).map("".join), st.integers(0, 200))
+def test_safe_cut_anywhere_keeps_pre_tokens(text, limit):
+    # Every pattern: wherever last_safe_cut cuts, the two halves split as the whole does (GPT-2's
+    # `\s+(?!\S)` makes "  \nx" differ from "  \n" + "x", so such a '\n' is no cut for it).
+    data = text.encode("utf-8")
+    for name, pid in PATTERN_IDS.items():
+        c = cpu().bpe.last_safe_cut(data, limit, pid)
+        if c > 0:
+            whole = cpu().bpe.pretokenize(data, pid)
+            assert cpu().bpe.pretokenize(data[:c], pid) + cpu().bpe.pretokenize(data[c:], pid) == whole, (name, c)
 
 
 @settings(max_examples=300, deadline=None)
