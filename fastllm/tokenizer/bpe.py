@@ -1,6 +1,7 @@
 """`Tokenizer`: byte-level BPE over the C++ core (fastllm._C.bpe).
 
     tok = Tokenizer.from_file("tokenizer.json")          # ours or an HF ByteLevel BPE file
+    tok = Tokenizer.from_gguf("model.gguf")              # the vocabulary a llama.cpp GGUF carries
     ids = tok.encode("Hello world")                      # list[int]; GIL released while encoding
     tok.encode_batch(texts, num_threads=2)               # threads in C++
     tok.decode(ids)                                      # bytes joined, invalid UTF-8 -> U+FFFD
@@ -123,6 +124,14 @@ class Tokenizer:
         from fastllm.tokenizer.hf_json import read_tokenizer_json
 
         return read_tokenizer_json(Path(path))
+
+    @classmethod
+    def from_gguf(cls, path: str | os.PathLike) -> Tokenizer:
+        """The byte-level BPE tokenizer stored in a llama.cpp GGUF file (tokenizer.ggml.*). Its
+        bos/eos ids and chat template: fastllm.tokenizer.gguf_read.read_gguf_tokenizer."""
+        from fastllm.tokenizer.gguf_read import read_gguf_tokenizer
+
+        return read_gguf_tokenizer(path).tokenizer
 
     @classmethod
     def from_json_str(cls, text: str, where: str = "<tokenizer.json>") -> Tokenizer:

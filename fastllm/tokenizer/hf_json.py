@@ -2,11 +2,12 @@
 
 Written: a BPE model (vocab in byte-level characters, merges as [left, right] pairs), the
 pre-tokenizer (llama3: Split(regex, Isolated) then ByteLevel(use_regex=false); gpt2: ByteLevel
-with use_regex=true), ByteLevel decoder and post-processor, and the special tokens as added
+with use_regex=true; smollm: Digits(individual_digits=true) then ByteLevel(use_regex=true), as
+SmolLM2's tokenizer.json has it), ByteLevel decoder and post-processor, and the special tokens as added
 tokens. `tokenizers.Tokenizer.from_file` loads it and encodes like we do.
 
 Read: the same shapes, as `tokenizers` writes them (merges as "a b" strings or pairs; the
-llama3 pattern under its known spellings; ignore_merges). Anything that would change how text is
+split patterns under their known spellings; ignore_merges). Anything that would change how text is
 encoded and that we do not implement (a normalizer, another split pattern, add_prefix_space,
 dropout, byte_fallback, subword prefixes, lstrip/rstrip/single_word added tokens) is refused
 with an error naming the file and the field, rather than encoded differently. post_processor
@@ -36,6 +37,9 @@ def _byte_level(use_regex: bool) -> dict[str, Any]:
 def to_json_dict(tok: Tokenizer) -> dict[str, Any]:
     if tok.pattern == "gpt2":
         pre_tokenizer = _byte_level(True)
+    elif tok.pattern == "smollm":
+        pre_tokenizer = {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                                                               _byte_level(True)]}
     else:
         split = {"type": "Split", "pattern": {"Regex": PATTERNS[tok.pattern]}, "behavior": "Isolated",
                  "invert": False}
@@ -156,16 +160,25 @@ class _Reader:
             return "gpt2"
         steps = pre.get("pretokenizers") if pre.get("type") == "Sequence" else None
         if (not isinstance(steps, list) or len(steps) != 2 or not all(isinstance(x, dict) for x in steps)
-                or steps[0].get("type") != "Split" or steps[1].get("type") != "ByteLevel"):
-            raise self.fail("pre_tokenizer", f"{pre.get('type')!r} is not supported; expected ByteLevel or "
-                            "Sequence[Split(regex), ByteLevel]")
-        split, byte_level = steps
+                or steps[0].get("type") not in ("Split", "Digits") or steps[1].get("type") != "ByteLevel"):
+            raise self.fail("pre_tokenizer", f"{pre.get('type')!r} is not supported; expected ByteLevel, "
+                            "Sequence[Split(regex), ByteLevel] or Sequence[Digits, ByteLevel]")
+        first, byte_level = steps
         self.check_byte_level(byte_level, "pre_tokenizer.pretokenizers[1]")
+        if first["type"] == "Digits":  # SmolLM2: each digit alone, then GPT-2's split
+            if first.get("individual_digits") is not True:
+                raise self.fail("pre_tokenizer.pretokenizers[0]", "Digits(individual_digits=false) is not supported; "
+                                "only individual digits (SmolLM2's split)")
+            if not byte_level.get("use_regex", True):
+                raise self.fail("pre_tokenizer.pretokenizers[1]", "ByteLevel use_regex=false after Digits is not "
+                                "supported; expected use_regex=true (SmolLM2's split)")
+            return "smollm"
+        split = first
         regex = split.get("pattern").get("Regex") if isinstance(split.get("pattern"), dict) else None
         name = pattern_name(regex) if isinstance(regex, str) else None
         if name is None or split.get("behavior") != "Isolated" or split.get("invert"):
             raise self.fail("pre_tokenizer.pretokenizers[0]", f"split {regex!r} ({split.get('behavior')}) is not "
-                            "one of the supported patterns (LLaMA-3/cl100k, GPT-2)")
+                            "one of the supported patterns (LLaMA-3/cl100k, GPT-2, SmolLM)")
         if byte_level.get("use_regex", True):
             raise self.fail("pre_tokenizer.pretokenizers[1]", "ByteLevel use_regex=true after a Split is not supported")
         return name
