@@ -6,6 +6,8 @@ wrong call and an out-of-bounds read, so every kernel op runs them before any po
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from fastllm.utils.errors import KernelInputError
@@ -45,3 +47,29 @@ def check_last_dim_contiguous(op: str, name: str, t: torch.Tensor) -> None:
     # An empty tensor has nothing to read; autograd hands those out with all strides 0.
     if t.size(-1) > 1 and t.stride(-1) != 1 and t.numel():
         fail(op, f"{name} needs a contiguous last dimension (stride {t.stride(-1)}); call .contiguous()")
+
+
+def check_one_device(op: str, **tensors: torch.Tensor | None) -> torch.device:
+    """The device every given tensor is on (None entries are skipped); the first tensor on
+    another device than the first one's is named in the error. Launchers call it before
+    handing pointers to a kernel, which would read another device's addresses as its own."""
+    first_name, device = None, None
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if device is None:
+            first_name, device = name, t.device
+        elif t.device != device:
+            fail(op, f"{name} is on {t.device} but {first_name} is on {device}; move them to one device")
+    if device is None:
+        raise ValueError("check_one_device needs at least one tensor")
+    return device
+
+
+def on_device(device: torch.device):
+    """Makes `device` the current CUDA device for a launch (Triton launches on the current
+    device and stream, not the tensors'); a no-op context for CPU tensors (the interpreter).
+    Cheap when the device is already current."""
+    if device.type == "cuda":
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()

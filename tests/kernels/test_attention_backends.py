@@ -3,6 +3,8 @@ forward, lse and all three gradients, on odd lengths, GQA/MQA ratios, head dims 
 and not, and decoding alignment (T != S). Triton runs in the interpreter on the CPU (float32 and
 float16, a representative subset: the interpreter is slow); the full grid runs on a GPU."""
 
+import contextlib
+
 import pytest
 import torch
 from flash_tolerance import assert_within_flash_tolerance
@@ -275,3 +277,67 @@ def test_gpu_cuda_lse_matches_reference(seeded):
     _, lse = torch.ops.fastllm.attention(q, k, v, True, 128 ** -0.5, "cuda")
     _, want = attention_ref(q, k, v, causal=True)
     torch.testing.assert_close(lse, want, rtol=1e-3, atol=1e-3)
+
+
+# ---- devices: Triton launches on the current CUDA device, so the launchers pick the tensors' ----
+
+
+def test_device_check_names_the_first_argument_on_another_device():
+    from fastllm.kernels.checks import check_one_device
+
+    cpu, meta = torch.empty(1), torch.empty(1, device="meta")
+    assert check_one_device("op", a=cpu, b=None, c=cpu) == torch.device("cpu")
+    with pytest.raises(KernelInputError, match="^op: c is on meta but a is on cpu; move them to one device$"):
+        check_one_device("op", a=cpu, b=None, c=meta)
+
+
+def test_launch_context_makes_the_tensors_device_current(monkeypatch):
+    from fastllm.kernels import checks
+
+    entered = []
+    def device(d):
+        entered.append(d)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(torch.cuda, "device", device)
+    with checks.on_device(torch.device("cuda", 1)):
+        pass
+    with checks.on_device(torch.device("cpu")):  # the interpreter: nothing to switch
+        pass
+    assert entered == [torch.device("cuda", 1)]
+
+
+def test_triton_launchers_refuse_mixed_devices(seeded):
+    """The launchers are reachable without the op (dispatch.implementation_of, benchmarks): they
+    check the devices themselves before any pointer reaches a kernel."""
+    pytest.importorskip("triton")
+    from fastllm.kernels.attention.triton import attention_triton_backward, attention_triton_forward
+
+    q, k, v = _qkv((1, 2, 1, 3, 3, 32), torch.float32)
+    with pytest.raises(KernelInputError, match="^attention: v is on meta but q is on cpu"):
+        attention_triton_forward(q, k, v.to("meta"), True, 1.0)
+    out, lse = attention_triton_forward(q, k, v, True, 1.0)
+    with pytest.raises(KernelInputError, match="^attention_backward: lse is on meta but q is on cpu"):
+        attention_triton_backward(torch.ones_like(out), q, k, v, out, lse.to("meta"), None, True, 1.0)
+
+
+@pytest.mark.cuda
+def test_gpu_triton_runs_on_the_tensors_device_not_the_current_one(seeded):
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs")
+    q, k, v = _qkv((2, 4, 2, 33, 33, 64), torch.float16, device="cuda:1")
+    with torch.cuda.device(0):
+        out = attention(q, k, v, backend="triton")
+        torch.cuda.synchronize(1)
+    want32, _ = attention_ref(q.float(), k.float(), v.float())
+    lowp, _ = attention_ref(q, k, v, upcast=False)
+    assert_within_flash_tolerance("triton on cuda:1", out, want32, lowp, 1e-3)
+
+
+@pytest.mark.cuda
+def test_gpu_triton_launcher_refuses_cpu_and_gpu_mix():
+    from fastllm.kernels.attention.triton import attention_triton_forward
+
+    q, k, v = _qkv((1, 2, 1, 3, 3, 64), torch.float16, device="cuda")
+    with pytest.raises(KernelInputError, match="attention: k is on cpu but q is on cuda:0"):
+        attention_triton_forward(q, k.cpu(), v, True, 1.0)

@@ -190,3 +190,27 @@ def test_gpu_auto_dispatch_and_cpp_refusal():
     q, k, cos, sin = _inputs(1, 2, 1, 1, 8, torch.float32, device="cuda")
     with pytest.raises(BackendUnavailableError, match="needs CPU tensors"):
         rope(q, k, cos, sin, backend="cpp")
+
+
+def test_triton_launcher_refuses_mixed_devices():
+    pytest.importorskip("triton")
+    from fastllm.kernels.rope.triton import rope_triton
+
+    q, k, cos, sin = _inputs(1, 2, 1, 1, 8, torch.float32)
+    with pytest.raises(KernelInputError, match="^rope: sin is on meta but q is on cpu"):
+        rope_triton(q, k, cos, sin.to("meta"), None, 0, False, False)
+    positions = torch.zeros(1, 2, dtype=torch.long, device="meta")
+    with pytest.raises(KernelInputError, match="^rope: positions is on meta but q is on cpu"):
+        rope_triton(q, k, cos, sin, positions, 0, False, False)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_runs_on_the_tensors_device_not_the_current_one(seeded, backend):
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs")
+    q, k, cos, sin = _inputs(2, 9, 4, 2, 64, torch.float32, device="cuda:1")
+    with torch.cuda.device(0):
+        got = rope(q, k, cos, sin, offset=3, backend=backend)
+        torch.cuda.synchronize(1)
+    torch.testing.assert_close(got, rope_ref(q, k, cos, sin, offset=3), rtol=1e-6, atol=1e-6)

@@ -13,6 +13,7 @@ import math
 import torch
 
 from fastllm import _ext
+from fastllm.kernels.checks import check_one_device
 from fastllm.utils.errors import BackendUnavailableError
 
 HEAD_DIMS = (64, 128)
@@ -53,6 +54,7 @@ def decode_splits(batch: int, kv_heads: int, group: int, seq_k: int, device: tor
 
 def attention_cuda_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                            scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    check_one_device("attention", q=q, k=k, v=v)
     batch, heads, seq_q, head_dim = q.shape
     kv_heads, seq_k = k.shape[1], k.shape[2]
     out = torch.empty((batch, heads, seq_q, head_dim), dtype=q.dtype, device=q.device)

@@ -7,7 +7,8 @@ hold a configuration (Triton raises OutOfResources at compile time) the next, sm
 tried and remembered. In the interpreter (TRITON_INTERPRET=1, CPU tests) small tiles run, so
 short test sequences still cross several blocks and every masking path is exercised. float32
 inputs use exact (IEEE) float32 dot products, never TF32, so float32 training matches the
-reference.
+reference. Triton launches on the current CUDA device and stream, so each launcher makes the
+tensors' device current (and refuses tensors on different devices) first.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fastllm.kernels.attention.triton_bwd import (
     attention_bwd_dq_kernel,
 )
 from fastllm.kernels.attention.triton_fwd import attention_fwd_kernel
+from fastllm.kernels.checks import check_one_device, on_device
 
 # Any head dim in [16, 128] divisible by 8 works (tiles are padded to a power of two; the table
 # below has entries for <= 64 and <= 128). Larger heads would not fit the tiles in shared memory.
@@ -104,6 +106,21 @@ def _launch(kind: str, kernel, grid_of, args: tuple, meta: dict, t: torch.Tensor
 
 def attention_triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                              scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    with on_device(check_one_device("attention", q=q, k=k, v=v)):
+        return _forward(q, k, v, causal, scale)
+
+
+def attention_triton_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                              out: torch.Tensor, lse: torch.Tensor, grad_lse: torch.Tensor | None,
+                              causal: bool, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    device = check_one_device("attention_backward", q=q, k=k, v=v, grad_out=grad_out, out=out, lse=lse,
+                              grad_lse=grad_lse)
+    with on_device(device):
+        return _backward(grad_out, q, k, v, out, lse, grad_lse, causal, scale)
+
+
+def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+             scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     batch, heads, seq_q, head_dim = q.shape
     kv_heads, seq_k = k.shape[1], k.shape[2]
     out = torch.empty((batch, heads, seq_q, head_dim), dtype=q.dtype, device=q.device)
@@ -117,9 +134,9 @@ def attention_triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     return out, lse
 
 
-def attention_triton_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                              out: torch.Tensor, lse: torch.Tensor, grad_lse: torch.Tensor | None,
-                              causal: bool, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+              lse: torch.Tensor, grad_lse: torch.Tensor | None, causal: bool,
+              scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     batch, heads, seq_q, head_dim = q.shape
     kv_heads, seq_k = k.shape[1], k.shape[2]
     block_d = triton.next_power_of_2(head_dim)

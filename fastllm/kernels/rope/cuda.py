@@ -6,12 +6,14 @@ from __future__ import annotations
 import torch
 
 from fastllm import _ext
+from fastllm.kernels.checks import check_one_device
 from fastllm.kernels.rope.cpp import DTYPE_CODES, bhs_strides
 
 
 def rope_cuda(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
               positions: torch.Tensor | None, offset: int, inverse: bool,
               inplace: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    check_one_device("rope", q=q, k=k, cos=cos, sin=sin, positions=positions)
     q_out = q if inplace else torch.empty(q.shape, dtype=q.dtype, device=q.device)
     k_out = k if inplace else torch.empty(k.shape, dtype=k.dtype, device=k.device)
     pos_ptr, pos_strides = 0, [0, 0]

@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastllm.kernels.checks import fail
+from fastllm.kernels.checks import check_one_device, fail, on_device
 
 
 @triton.jit
@@ -70,6 +70,7 @@ def rope_triton(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.
     if q.device.type == "cpu" and q.dtype == torch.bfloat16:
         fail("rope", "backend triton: bfloat16 is not supported in Triton's CPU interpreter (it rounds "
                      "wrongly); use float32 or float16")
+    device = check_one_device("rope", q=q, k=k, cos=cos, sin=sin, positions=positions)
     batch, seq_len, q_heads, head_dim = q.shape
     q_out = q if inplace else torch.empty(q.shape, dtype=q.dtype, device=q.device)
     k_out = k if inplace else torch.empty(k.shape, dtype=k.dtype, device=k.device)
@@ -79,11 +80,12 @@ def rope_triton(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.
     block_d = triton.next_power_of_2(half)
     pos = positions if positions is not None else cos  # any pointer; unused without positions
     pos_strides = (positions.stride(0), positions.stride(1)) if positions is not None else (0, 0)
-    _rope_kernel[(batch * seq_len,)](
-        q, k, q_out, k_out, cos, sin, pos, seq_len, offset, half, q_heads, k.shape[2],
-        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-        q_out.stride(0), q_out.stride(1), q_out.stride(2), k_out.stride(0), k_out.stride(1),
-        k_out.stride(2), *pos_strides,
-        HAS_POSITIONS=positions is not None, INVERSE=inverse,
-        BLOCK_H=_block_heads(max(q_heads, k.shape[2]), block_d), BLOCK_D=block_d)
+    with on_device(device):  # Triton launches on the current device, not the tensors'
+        _rope_kernel[(batch * seq_len,)](
+            q, k, q_out, k_out, cos, sin, pos, seq_len, offset, half, q_heads, k.shape[2],
+            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+            q_out.stride(0), q_out.stride(1), q_out.stride(2), k_out.stride(0), k_out.stride(1),
+            k_out.stride(2), *pos_strides,
+            HAS_POSITIONS=positions is not None, INVERSE=inverse,
+            BLOCK_H=_block_heads(max(q_heads, k.shape[2]), block_d), BLOCK_D=block_d)
     return q_out, k_out
