@@ -126,9 +126,9 @@ class CleanTask:
 
     def _normalize(self, docs: list[Document]) -> list[Document]:
         st, out = self.stats["normalize"], []
-        for d in docs:
+        for d, text in zip(docs, self.c.normalizer.normalize_many([d.text for d in docs])):
             st.seen(d.source, d.nbytes)
-            d.text = self.c.normalizer(d.text)
+            d.text = text
             n = d.nbytes
             if not d.text.strip():
                 st.dropped(d.source, "empty", n)

@@ -1,0 +1,89 @@
+// fastllm._C.text: per-document text cleaning over the code points of Python str objects (their
+// Latin-1 / UCS-2 / UCS-4 arrays are read in place, so positions are Python's). The texts are
+// collected with the GIL held, worked on without it, and the results built with it again.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "bindings/registry.h"
+#include "common/check.h"
+#include "cpu/text_normalize.h"
+
+namespace fastllm {
+namespace {
+
+// One str's code points, and where its normalized form goes when it changes.
+struct StrItem {
+  int kind = 1;
+  const void* data = nullptr;
+  int64_t length = 0;
+  bool changed = false;
+  std::vector<uint8_t> out1;
+  std::vector<uint16_t> out2;
+  std::vector<uint32_t> out4;
+};
+
+StrItem str_item(py::handle obj) {
+  if (!PyUnicode_Check(obj.ptr())) fail("text: expected str items, got ", Py_TYPE(obj.ptr())->tp_name);
+  if (PyUnicode_READY(obj.ptr()) < 0) throw py::error_already_set();  // a no-op from Python 3.12
+  StrItem item;
+  item.kind = PyUnicode_KIND(obj.ptr());
+  item.data = PyUnicode_DATA(obj.ptr());
+  item.length = PyUnicode_GET_LENGTH(obj.ptr());
+  return item;
+}
+
+void normalize_item(StrItem& item, text::NormalizeFlags flags) {
+  switch (item.kind) {
+    case PyUnicode_1BYTE_KIND:
+      item.changed = text::normalize(static_cast<const uint8_t*>(item.data), item.length, flags, item.out1);
+      break;
+    case PyUnicode_2BYTE_KIND:
+      item.changed = text::normalize(static_cast<const uint16_t*>(item.data), item.length, flags, item.out2);
+      break;
+    default:
+      item.changed = text::normalize(static_cast<const uint32_t*>(item.data), item.length, flags, item.out4);
+  }
+}
+
+py::object normalized_str(const StrItem& item, py::handle original) {
+  if (!item.changed) return py::reinterpret_borrow<py::object>(original);
+  PyObject* out = nullptr;
+  switch (item.kind) {
+    case PyUnicode_1BYTE_KIND:
+      out = PyUnicode_FromKindAndData(item.kind, item.out1.data(), static_cast<Py_ssize_t>(item.out1.size()));
+      break;
+    case PyUnicode_2BYTE_KIND:
+      out = PyUnicode_FromKindAndData(item.kind, item.out2.data(), static_cast<Py_ssize_t>(item.out2.size()));
+      break;
+    default:
+      out = PyUnicode_FromKindAndData(item.kind, item.out4.data(), static_cast<Py_ssize_t>(item.out4.size()));
+  }
+  if (out == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(out);
+}
+
+// The whitespace/control steps of fastllm.data.normalize on each text (NFC and mojibake repair
+// happen before, in Python); unchanged texts come back as the same objects.
+py::list normalize_texts(const py::list& texts, bool remove_control, bool whitespace, bool collapse_spaces) {
+  std::vector<StrItem> items;
+  items.reserve(texts.size());
+  for (const py::handle obj : texts) items.push_back(str_item(obj));
+  const text::NormalizeFlags flags{remove_control, whitespace, collapse_spaces};
+  {
+    py::gil_scoped_release release;
+    for (StrItem& item : items) normalize_item(item, flags);
+  }
+  py::list out(items.size());
+  for (size_t i = 0; i < items.size(); ++i) out[i] = normalized_str(items[i], texts[i]);
+  return out;
+}
+
+const BindingRegistrar registrar("text", [](py::module_& m) {
+  m.def("normalize", &normalize_texts, py::arg("texts"), py::arg("remove_control"), py::arg("whitespace"),
+        py::arg("collapse_spaces"));
+});
+
+}  // namespace
+}  // namespace fastllm
