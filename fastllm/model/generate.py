@@ -8,7 +8,9 @@ a single position against the cached keys and values.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import torch
 
@@ -51,10 +53,10 @@ def next_token(logits: torch.Tensor, sampling: Sampling, generator: torch.Genera
 
 @torch.no_grad()
 def generate(model: Llama, prompt: torch.Tensor | list, max_new_tokens: int, *, temperature: float = 1.0,
-             top_k: int = 0, top_p: float = 1.0, eos_id: int | None = None, seed: int | None = None,
+             top_k: int = 0, top_p: float = 1.0, eos_id: int | Iterable[int] | None = None, seed: int | None = None,
              use_cache: bool = True) -> list[list[int]]:
     """Continues each prompt row (equal lengths) and returns the new tokens per row (stopping a
-    row at eos_id, which is included)."""
+    row at eos_id, or at any of several stop ids, which is included)."""
     sampling = Sampling(temperature, top_k, top_p)
     sampling.validate()
     device = next(model.parameters()).device
@@ -68,6 +70,8 @@ def generate(model: Llama, prompt: torch.Tensor | list, max_new_tokens: int, *, 
         raise ValueError(f"prompt of {T} tokens leaves no room to generate within max_seq_len "
                          f"{model.config.max_seq_len}; shorten it")
     total = min(T + max_new_tokens, model.config.max_seq_len)
+    stops = sorted({int(eos_id)} if isinstance(eos_id, Integral) else {int(i) for i in eos_id or ()})
+    stop_ids = torch.tensor(stops, dtype=torch.long, device=device) if stops else None
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     was_training = model.training
     model.eval()
@@ -82,8 +86,8 @@ def generate(model: Llama, prompt: torch.Tensor | list, max_new_tokens: int, *, 
             for row in range(B):
                 if not done[row]:
                     out[row].append(int(token[row]))
-            if eos_id is not None:
-                done |= token == eos_id
+            if stop_ids is not None:
+                done |= torch.isin(token, stop_ids)
             if bool(done.all()):
                 break
             ids = torch.cat([ids, token[:, None]], dim=1)
@@ -94,16 +98,19 @@ def generate(model: Llama, prompt: torch.Tensor | list, max_new_tokens: int, *, 
 
 
 def generate_text(model: Llama, tokenizer, prompt: str, max_new_tokens: int, *, num_samples: int = 1,
-                  temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95, seed: int | None = None) -> list[str]:
+                  temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95, seed: int | None = None,
+                  prefix_ids: Sequence[int] = (), stop_ids: Iterable[int] = ()) -> list[str]:
     """Samples `num_samples` continuations of `prompt` (text in, text out). An empty prompt starts
-    from the beginning-of-text token, or the end-of-text separator the model was trained with."""
-    ids = tokenizer.encode(prompt, allowed_special="all") if prompt else []
+    from the beginning-of-text token, or the end-of-text separator the model was trained with.
+    `prefix_ids` go before the prompt's tokens (a BOS the model's tokenizer adds); generation stops
+    at the model's eos or any of `stop_ids` (end-of-turn tokens), which are not decoded."""
+    ids = list(prefix_ids) + (tokenizer.encode(prompt, allowed_special="all") if prompt else [])
     if not ids:
         start = model.config.bos_id if model.config.bos_id is not None else model.config.eos_id
         if start is None:
             raise ValueError("an empty prompt needs a bos or eos token in the model config; give a prompt")
         ids = [start]
+    stops = {model.config.eos_id, *stop_ids} - {None}
     rows = generate(model, [ids] * num_samples, max_new_tokens, temperature=temperature, top_k=top_k,
-                    top_p=top_p, eos_id=model.config.eos_id, seed=seed)
-    eos = model.config.eos_id
-    return [tokenizer.decode([t for t in row if t != eos]) for row in rows]
+                    top_p=top_p, eos_id=stops, seed=seed)
+    return [tokenizer.decode([t for t in row if t not in stops]) for row in rows]

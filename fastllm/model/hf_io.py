@@ -189,10 +189,12 @@ def _tokenizer_config(tokenizer_json: Path, config: ModelConfig) -> dict[str, An
 
 def load_tokenizer(model_path: str | Path, tokenizer: str | Path | None = None):
     """The fastllm Tokenizer for a model: `tokenizer` (a tokenizer.json or a directory holding one)
-    if given, else the tokenizer.json inside the model directory."""
+    if given, else the tokenizer.json inside the model directory, or the one a .gguf file carries."""
     from fastllm.tokenizer import Tokenizer
 
     model_path = Path(model_path)
+    if tokenizer is None and model_path.suffix == ".gguf" and model_path.is_file():
+        return Tokenizer.from_gguf(model_path)
     candidate = Path(tokenizer) if tokenizer is not None else (model_path if model_path.is_dir() else None)
     if candidate is not None and candidate.is_dir():
         candidate = candidate / "tokenizer.json"

