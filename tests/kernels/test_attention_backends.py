@@ -341,3 +341,46 @@ def test_gpu_triton_launcher_refuses_cpu_and_gpu_mix():
     q, k, v = _qkv((1, 2, 1, 3, 3, 64), torch.float16, device="cuda")
     with pytest.raises(KernelInputError, match="attention: k is on cpu but q is on cuda:0"):
         attention_triton_forward(q, k.cpu(), v, True, 1.0)
+
+
+# ---- 64-bit offsets: a row index times a stride passes 2^31 elements on long inputs -------------
+
+
+def _rows_beyond_int32(dtype, device):
+    """q, k, v, grad_out of shape (1, 1, 40, 16) whose rows lie 2^26 - 64 elements apart, so
+    the last rows sit past element 2^31 (int32 offsets wrap there) while 32-row tiles still span
+    less. One storage holds all four; it is reserved, not touched, except for the rows used."""
+    seq, dim, stride = 40, 16, 2**26 - 64
+    try:
+        storage = torch.empty((seq - 1) * stride + 4 * dim, dtype=dtype, device=device)
+    except (RuntimeError, MemoryError):
+        pytest.skip("cannot reserve 5 GB of address space here")
+    gen = torch.Generator(device=device).manual_seed(0)
+    for t in range(seq):
+        storage[t * stride:t * stride + 4 * dim] = torch.randn(4 * dim, generator=gen, device=device).to(dtype)
+    return [storage.as_strided((1, 1, seq, dim), (0, 0, stride, 1), i * dim) for i in range(4)]
+
+
+def _check_beyond_int32(device):
+    q, k, v, grad_out = _rows_beyond_int32(torch.float16, device)
+    assert q.storage_offset() + (q.shape[2] - 1) * q.stride(2) > 2**31
+    for causal in (True, False):
+        leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+        out = attention(*leaves, causal=causal, backend="triton")
+        out.backward(grad_out)
+        want32 = _reference(q.float(), k.float(), v.float(), grad_out.float(), causal, upcast=True)
+        lowp = _reference(q, k, v, grad_out, causal, upcast=False)
+        for name, g, w, lo in zip(("out", "dq", "dk", "dv"), [out.detach()] + [t.grad for t in leaves],
+                                  want32, lowp):
+            assert_within_flash_tolerance(f"beyond int32 {name} causal={causal}", g, w, lo, 1e-3)
+
+
+def test_triton_offsets_beyond_int32_in_the_interpreter():
+    """Before the kernels took int64 base offsets this read wrapped addresses (a segfault)."""
+    pytest.importorskip("triton")
+    _check_beyond_int32("cpu")
+
+
+@pytest.mark.cuda
+def test_gpu_triton_offsets_beyond_int32():
+    _check_beyond_int32("cuda")

@@ -37,11 +37,11 @@ def compile_kernel(kernel, types: dict[str, str], constexprs: dict, target, num_
     return {"kernel": kernel.fn.__name__, "shared": compiled.metadata.shared}
 
 
-def attention_kernels(element_bytes: int, head_dim: int, target) -> list[dict]:
+def attention_kernels(element_bytes: int, head_dim: int, target, causal: bool = True) -> list[dict]:
     ptr = f"*{TRITON_TYPES[element_bytes]}"
     tensors = {name: ptr for name in ("Q", "K", "V", "Out", "dOut", "dK", "dV", "dQ")}
     types = {**tensors, "Lse": "*fp32", "Delta": "*fp32", "dLse": "*fp32", "sm_scale": "fp32"}
-    meta = {"CAUSAL": True, "HEAD_DIM": head_dim, "BLOCK_D": head_dim,
+    meta = {"CAUSAL": causal, "HEAD_DIM": head_dim, "BLOCK_D": head_dim,
             "PRECISION": "ieee" if element_bytes == 4 else "tf32"}
     results = []
     for kind, kernel in (("fwd", attention_fwd_kernel), ("dkdv", attention_bwd_dkdv_kernel),
@@ -49,7 +49,7 @@ def attention_kernels(element_bytes: int, head_dim: int, target) -> list[dict]:
         cfg = dict(GPU_CONFIGS[(kind, head_dim, element_bytes)][0])
         warps, stages = cfg.pop("num_warps"), cfg.pop("num_stages")
         result = compile_kernel(kernel, types, {**meta, **cfg}, target, warps, stages)
-        results.append({**result, "head_dim": head_dim, "bytes": element_bytes})
+        results.append({**result, "head_dim": head_dim, "bytes": element_bytes, "causal": causal})
     delta = compile_kernel(attention_bwd_delta_kernel, types, {"HAS_DLSE": True, "HEAD_DIM": head_dim,
                                                               "BLOCK_D": head_dim, "BLOCK_M": 64}, target)
     return results + [{**delta, "head_dim": head_dim, "bytes": element_bytes}]
@@ -65,6 +65,7 @@ def main() -> None:
     for head_dim in (64, 128):
         results += attention_kernels(2, head_dim, target)
     results += attention_kernels(4, 128, target)
+    results += attention_kernels(2, 64, target, causal=False)[:3]  # the non-causal loops
     for result in results:
         print(json.dumps(result))
 

@@ -26,16 +26,18 @@ def attention_bwd_delta_kernel(Out, dOut, dLse, Delta, o_sb, o_sh, o_st, do_sb, 
                                n_heads, seq_q,
                                HAS_DLSE: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                                BLOCK_M: tl.constexpr):
-    start_m = tl.program_id(0)
+    row0 = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1).to(tl.int64)
     b = bh // n_heads
     h = bh % n_heads
-    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = tl.arange(0, BLOCK_M)
+    offs_m = row0 + rows
     offs_d = tl.arange(0, BLOCK_D)
     mask = (offs_m[:, None] < seq_q) & (offs_d[None, :] < HEAD_DIM)
-    o = tl.load(Out + b * o_sb + h * o_sh + offs_m[:, None] * o_st + offs_d[None, :], mask=mask, other=0.0)
-    do = tl.load(dOut + b * do_sb + h * do_sh + offs_m[:, None] * do_st + offs_d[None, :], mask=mask,
-                 other=0.0)
+    o_base = Out + b * o_sb + h * o_sh + row0.to(tl.int64) * o_st
+    do_base = dOut + b * do_sb + h * do_sh + row0.to(tl.int64) * do_st
+    o = tl.load(o_base + rows[:, None] * o_st + offs_d[None, :], mask=mask, other=0.0)
+    do = tl.load(do_base + rows[:, None] * do_st + offs_d[None, :], mask=mask, other=0.0)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
     if HAS_DLSE:
         delta -= tl.load(dLse + bh * seq_q + offs_m, mask=offs_m < seq_q, other=0.0)
@@ -53,29 +55,37 @@ def attention_bwd_dkdv_kernel(Q, K, V, dOut, Lse, Delta, dK, dV, sm_scale,
     bhk = tl.program_id(1).to(tl.int64)
     b = bhk // kv_heads
     kv_head = bhk % kv_heads
-    offs_n = start_n + tl.arange(0, BLOCK_N)
+    keys = tl.arange(0, BLOCK_N)
+    offs_n = start_n + keys
     offs_d = tl.arange(0, BLOCK_D)
     key_ok = offs_n < seq_k
     kv_mask = key_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
-    k = tl.load(K + b * k_sb + kv_head * k_sh + offs_n[:, None] * k_st + offs_d[None, :], mask=kv_mask, other=0.0)
-    v = tl.load(V + b * v_sb + kv_head * v_sh + offs_n[:, None] * v_st + offs_d[None, :], mask=kv_mask, other=0.0)
+    n0 = start_n.to(tl.int64)  # int64 bases, int32 offsets inside a tile (as in the forward)
+    k = tl.load(K + b * k_sb + kv_head * k_sh + n0 * k_st + keys[:, None] * k_st + offs_d[None, :],
+                mask=kv_mask, other=0.0)
+    v = tl.load(V + b * v_sb + kv_head * v_sh + n0 * v_st + keys[:, None] * v_st + offs_d[None, :],
+                mask=kv_mask, other=0.0)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     qk_scale = sm_scale * 1.4426950408889634
     diag = seq_k - seq_q
     first_row = tl.maximum(start_n - diag, 0) if CAUSAL else 0
     first_row = (first_row // BLOCK_M) * BLOCK_M
+    rows = tl.arange(0, BLOCK_M)
     for g in range(0, group):
         h = kv_head * group + g
         bh = b * n_heads + h
-        q_base = Q + b * q_sb + h * q_sh
-        do_base = dOut + b * do_sb + h * do_sh
+        # Advanced by BLOCK_M rows per step, so no row index is ever multiplied by a stride in int32.
+        q_blk = Q + b * q_sb + h * q_sh + tl.cast(first_row, tl.int64) * q_st
+        do_blk = dOut + b * do_sb + h * do_sh + tl.cast(first_row, tl.int64) * do_st
         for start_m in range(first_row, seq_q, BLOCK_M):
-            offs_m = start_m + tl.arange(0, BLOCK_M)
+            offs_m = start_m + rows
             row_ok = offs_m < seq_q
             q_mask = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
-            q = tl.load(q_base + offs_m[:, None] * q_st + offs_d[None, :], mask=q_mask, other=0.0)
-            do = tl.load(do_base + offs_m[:, None] * do_st + offs_d[None, :], mask=q_mask, other=0.0)
+            q = tl.load(q_blk + rows[:, None] * q_st + offs_d[None, :], mask=q_mask, other=0.0)
+            do = tl.load(do_blk + rows[:, None] * do_st + offs_d[None, :], mask=q_mask, other=0.0)
+            q_blk += BLOCK_M * q_st
+            do_blk += BLOCK_M * do_st
             lse = tl.load(Lse + bh * seq_q + offs_m, mask=row_ok, other=0.0) * 1.4426950408889634
             delta = tl.load(Delta + bh * seq_q + offs_m, mask=row_ok, other=0.0)
             s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * qk_scale  # (BLOCK_N, BLOCK_M)
@@ -88,9 +98,9 @@ def attention_bwd_dkdv_kernel(Q, K, V, dOut, Lse, Delta, dK, dV, sm_scale,
             ds_t = p_t * (dp_t - delta[None, :])
             dk += tl.dot(ds_t.to(q.dtype), q, input_precision=PRECISION)
     dk *= sm_scale
-    tl.store(dK + b * dk_sb + kv_head * dk_sh + offs_n[:, None] * dk_st + offs_d[None, :],
+    tl.store(dK + b * dk_sb + kv_head * dk_sh + n0 * dk_st + keys[:, None] * dk_st + offs_d[None, :],
              dk.to(dK.dtype.element_ty), mask=kv_mask)
-    tl.store(dV + b * dv_sb + kv_head * dv_sh + offs_n[:, None] * dv_st + offs_d[None, :],
+    tl.store(dV + b * dv_sb + kv_head * dv_sh + n0 * dv_st + keys[:, None] * dv_st + offs_d[None, :],
              dv.to(dV.dtype.element_ty), mask=kv_mask)
 
 
@@ -106,27 +116,33 @@ def attention_bwd_dq_kernel(Q, K, V, dOut, Lse, Delta, dQ, sm_scale,
     b = bh // n_heads
     h = bh % n_heads
     kv_head = h // group
-    offs_m = start_m + tl.arange(0, BLOCK_M)
+    rows = tl.arange(0, BLOCK_M)
+    offs_m = start_m + rows
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < seq_q
     q_mask = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
-    q = tl.load(Q + b * q_sb + h * q_sh + offs_m[:, None] * q_st + offs_d[None, :], mask=q_mask, other=0.0)
-    do = tl.load(dOut + b * do_sb + h * do_sh + offs_m[:, None] * do_st + offs_d[None, :], mask=q_mask,
-                 other=0.0)
+    m0 = start_m.to(tl.int64)  # int64 bases, int32 offsets inside a tile (as in the forward)
+    q = tl.load(Q + b * q_sb + h * q_sh + m0 * q_st + rows[:, None] * q_st + offs_d[None, :], mask=q_mask,
+                other=0.0)
+    do = tl.load(dOut + b * do_sb + h * do_sh + m0 * do_st + rows[:, None] * do_st + offs_d[None, :],
+                 mask=q_mask, other=0.0)
     lse = tl.load(Lse + bh * seq_q + offs_m, mask=row_ok, other=0.0) * 1.4426950408889634
     delta = tl.load(Delta + bh * seq_q + offs_m, mask=row_ok, other=0.0)
-    k_base = K + b * k_sb + kv_head * k_sh
-    v_base = V + b * v_sb + kv_head * v_sh
+    k_blk = K + b * k_sb + kv_head * k_sh  # advanced by BLOCK_N keys per step
+    v_blk = V + b * v_sb + kv_head * v_sh
     qk_scale = sm_scale * 1.4426950408889634
     diag = seq_k - seq_q
     end = tl.minimum(seq_k, start_m + BLOCK_M + diag) if CAUSAL else seq_k
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    keys = tl.arange(0, BLOCK_N)
     for start_n in range(0, end, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
+        offs_n = start_n + keys
         key_ok = offs_n < seq_k
         kv_mask = key_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
-        k = tl.load(k_base + offs_n[:, None] * k_st + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(v_base + offs_n[:, None] * v_st + offs_d[None, :], mask=kv_mask, other=0.0)
+        k = tl.load(k_blk + keys[:, None] * k_st + offs_d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(v_blk + keys[:, None] * v_st + offs_d[None, :], mask=kv_mask, other=0.0)
+        k_blk += BLOCK_N * k_st
+        v_blk += BLOCK_N * v_st
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
         visible = key_ok[None, :] & row_ok[:, None]
         if CAUSAL:
@@ -136,5 +152,5 @@ def attention_bwd_dq_kernel(Q, K, V, dOut, Lse, Delta, dQ, sm_scale,
         ds = p * (dp - delta[:, None])
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
     dq *= sm_scale
-    tl.store(dQ + b * dq_sb + h * dq_sh + offs_m[:, None] * dq_st + offs_d[None, :], dq.to(dQ.dtype.element_ty),
-             mask=q_mask)
+    tl.store(dQ + b * dq_sb + h * dq_sh + m0 * dq_st + rows[:, None] * dq_st + offs_d[None, :],
+             dq.to(dQ.dtype.element_ty), mask=q_mask)

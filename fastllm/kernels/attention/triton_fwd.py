@@ -8,7 +8,9 @@ out = acc / l and lse = (m + log2 l) * ln 2 (natural log) is saved for the backw
 
 Causal masking is bottom-right aligned: query row i sees key j <= i + (S - T). Key blocks that
 every row of the tile sees entirely are processed without masks; only the blocks that cross the
-diagonal or the end of the keys pay for the mask. Tested on the CPU in the interpreter
+diagonal or the end of the keys pay for the mask. Offsets: (batch, head) and a tile's first row
+are taken in int64 (row * stride passes 2^31 elements on long or batched inputs), K/V pointers
+advance by BLOCK_N rows per step, and only offsets inside a tile are int32. Tested on the CPU in the interpreter
 (tests/kernels/test_attention_backends.py); benchmark: bench/bench_attention.py.
 """
 
@@ -19,21 +21,22 @@ import triton.language as tl
 
 
 @triton.jit
-def _fwd_block(acc, l_i, m_i, q, k_base, v_base, start_n, offs_m, offs_n, offs_d, seq_k, diag,
+def _fwd_block(acc, l_i, m_i, q, k_blk, v_blk, start_n, offs_m, offs_n, offs_d, seq_k, diag,
                qk_scale, k_st, v_st,
                MASKED: tl.constexpr, CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
                BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
+    # k_blk, v_blk point at key start_n; offsets inside the block (< BLOCK_N rows) stay int32.
     cols = start_n + offs_n
     d_ok = offs_d < HEAD_DIM
     if MASKED:
         key_ok = cols < seq_k
-        k = tl.load(k_base + cols[None, :] * k_st + offs_d[:, None],
+        k = tl.load(k_blk + offs_n[None, :] * k_st + offs_d[:, None],
                     mask=key_ok[None, :] & d_ok[:, None], other=0.0)  # (BLOCK_D, BLOCK_N)
-        v = tl.load(v_base + cols[:, None] * v_st + offs_d[None, :],
+        v = tl.load(v_blk + offs_n[:, None] * v_st + offs_d[None, :],
                     mask=key_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
     else:
-        k = tl.load(k_base + cols[None, :] * k_st + offs_d[:, None], mask=d_ok[:, None], other=0.0)
-        v = tl.load(v_base + cols[:, None] * v_st + offs_d[None, :], mask=d_ok[None, :], other=0.0)
+        k = tl.load(k_blk + offs_n[None, :] * k_st + offs_d[:, None], mask=d_ok[:, None], other=0.0)
+        v = tl.load(v_blk + offs_n[:, None] * v_st + offs_d[None, :], mask=d_ok[None, :], other=0.0)
     s = tl.dot(q, k, input_precision=PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N), log2 units
     if MASKED:
         visible = key_ok[None, :]
@@ -54,19 +57,22 @@ def attention_fwd_kernel(Q, K, V, Out, Lse, sm_scale,
                          n_heads, group, seq_q, seq_k,
                          CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
-    start_m = tl.program_id(0)
+    row0 = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1).to(tl.int64)
     b = bh // n_heads
     h = bh % n_heads
     kv_head = h // group
-    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = tl.arange(0, BLOCK_M)
+    offs_m = row0 + rows
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < seq_q
-    q = tl.load(Q + b * q_sb + h * q_sh + offs_m[:, None] * q_st + offs_d[None, :],
-                mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
-    k_base = K + b * k_sb + kv_head * k_sh
-    v_base = V + b * v_sb + kv_head * v_sh
+    # Base offsets in int64 (the tile's first row times its stride passes 2^31 on long inputs);
+    # offsets inside a tile stay int32.
+    q_ptrs = Q + b * q_sb + h * q_sh + row0.to(tl.int64) * q_st + rows[:, None] * q_st + offs_d[None, :]
+    q = tl.load(q_ptrs, mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
+    k_blk = K + b * k_sb + kv_head * k_sh  # advanced by BLOCK_N keys per step: never an int32 product
+    v_blk = V + b * v_sb + kv_head * v_sh
     qk_scale = sm_scale * 1.4426950408889634  # log2(e): softmax in base 2
     diag = seq_k - seq_q  # query i sees keys j <= i + diag when causal
 
@@ -75,23 +81,26 @@ def attention_fwd_kernel(Q, K, V, Out, Lse, sm_scale,
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     if CAUSAL:
         # Keys up to the first row's frontier are visible to the whole tile.
-        end = tl.minimum(seq_k, (start_m + 1) * BLOCK_M + diag)
-        n_full = tl.minimum(start_m * BLOCK_M + diag + 1, seq_k) // BLOCK_N
+        end = tl.minimum(seq_k, row0 + BLOCK_M + diag)
+        n_full = tl.minimum(row0 + diag + 1, seq_k) // BLOCK_N
     else:
         end = seq_k
         n_full = seq_k // BLOCK_N
     for start_n in range(0, n_full * BLOCK_N, BLOCK_N):
-        acc, l_i, m_i = _fwd_block(acc, l_i, m_i, q, k_base, v_base, start_n, offs_m, offs_n, offs_d,
+        acc, l_i, m_i = _fwd_block(acc, l_i, m_i, q, k_blk, v_blk, start_n, offs_m, offs_n, offs_d,
                                    seq_k, diag, qk_scale, k_st, v_st, False, CAUSAL, HEAD_DIM, BLOCK_D,
                                    PRECISION)
+        k_blk += BLOCK_N * k_st
+        v_blk += BLOCK_N * v_st
     for start_n in range(n_full * BLOCK_N, end, BLOCK_N):
-        acc, l_i, m_i = _fwd_block(acc, l_i, m_i, q, k_base, v_base, start_n, offs_m, offs_n, offs_d,
+        acc, l_i, m_i = _fwd_block(acc, l_i, m_i, q, k_blk, v_blk, start_n, offs_m, offs_n, offs_d,
                                    seq_k, diag, qk_scale, k_st, v_st, True, CAUSAL, HEAD_DIM, BLOCK_D,
                                    PRECISION)
+        k_blk += BLOCK_N * k_st
+        v_blk += BLOCK_N * v_st
 
     out = acc / l_i[:, None]
-    o_ptrs = Out + b * o_sb + h * o_sh + offs_m[:, None] * o_st + offs_d[None, :]
+    o_ptrs = Out + b * o_sb + h * o_sh + row0.to(tl.int64) * o_st + rows[:, None] * o_st + offs_d[None, :]
     tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM))
     lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453  # natural log
     tl.store(Lse + bh * seq_q + offs_m, lse, mask=row_ok)
-
