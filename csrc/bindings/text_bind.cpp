@@ -2,6 +2,7 @@
 // Latin-1 / UCS-2 / UCS-4 arrays are read in place, so positions are Python's). The texts are
 // collected with the GIL held, worked on without it, and the results built with it again.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "bindings/registry.h"
 #include "common/check.h"
 #include "cpu/text_normalize.h"
+#include "cpu/text_pii.h"
 
 namespace fastllm {
 namespace {
@@ -80,7 +82,41 @@ py::list normalize_texts(const py::list& texts, bool remove_control, bool whites
   return out;
 }
 
+bool python_is_decimal(uint32_t c) { return Py_UNICODE_ISDECIMAL(static_cast<Py_UCS4>(c)) != 0; }
+
+// (hint bits, [window begin, end, ...]) for one text. Holds the GIL: it is a microsecond's work
+// per document, less than releasing and taking back the GIL would cost.
+py::tuple pii_scan(const text::PiiScanner& scanner, const py::handle obj) {
+  const StrItem item = str_item(obj);
+  std::vector<int64_t> windows;
+  uint32_t bits = 0;
+  switch (item.kind) {
+    case PyUnicode_1BYTE_KIND:
+      bits = scanner.scan(static_cast<const uint8_t*>(item.data), item.length, windows);
+      break;
+    case PyUnicode_2BYTE_KIND:
+      bits = scanner.scan(static_cast<const uint16_t*>(item.data), item.length, windows);
+      break;
+    default:
+      bits = scanner.scan(static_cast<const uint32_t*>(item.data), item.length, windows);
+  }
+  py::tuple bounds(windows.size());
+  for (size_t i = 0; i < windows.size(); ++i) bounds[i] = py::int_(windows[i]);
+  return py::make_tuple(bits, bounds);
+}
+
 const BindingRegistrar registrar("text", [](py::module_& m) {
+  py::class_<text::PiiScanner>(m, "PiiScanner")
+      .def(py::init([](const std::vector<std::vector<std::string>>& hint_groups,
+                       const std::vector<std::string>& words, int64_t margin) {
+             return text::PiiScanner(hint_groups, words, margin, &python_is_decimal);
+           }),
+           py::arg("hint_groups"), py::arg("words"), py::arg("margin"))
+      .def("scan", &pii_scan, py::arg("text"));
+  m.attr("SECRET_WORD") = 1u << text::kSecretWord;
+  m.attr("HAS_AT") = 1u << text::kHasAt;
+  m.attr("IPV6_HINT") = 1u << text::kIpv6Hint;
+  m.attr("ASSIGN_CHAR") = 1u << text::kAssignChar;
   m.def("normalize", &normalize_texts, py::arg("texts"), py::arg("remove_control"), py::arg("whitespace"),
         py::arg("collapse_spaces"));
 });

@@ -7,15 +7,21 @@ CREDIT_CARD (13-19 digits, issuer prefix and Luhn checked), IBAN (country length
 checked), ID_NUMBER (US SSN with its validity rules, Indian Aadhaar with the Verhoeff checksum,
 Indian PAN), SECRET (API-key shapes, private-key blocks, JWTs, key=value assignments of long
 tokens). Checksums and validity rules keep false positives down; each detector only runs when a
-cheap test says it could match. When matches overlap, the earlier type in PRIORITY wins.
+cheap test says it could match: one C++ pass (csrc/cpu/text_pii.cpp) finds which anchors occur
+(the secrets' literal prefixes, '@', an IPv6-like colon, ':' or '=') and the windows around digit
+runs, the same ones `_digit_windows_ref` and the hint tests below give. When matches overlap, the
+earlier type in PRIORITY wins.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from fastllm import _ext
 
 PII_TYPES = ("SECRET", "EMAIL", "IBAN", "CREDIT_CARD", "ID_NUMBER", "IP", "PHONE")
 
@@ -152,11 +158,18 @@ def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
 
-def _find_secrets(text: str) -> Iterable[Match]:
-    for kind, hints, pattern in _SECRETS:
-        if any(h in text for h in hints):
+def _find_secrets(text: str, hint_bits: int) -> Iterable[Match]:
+    """hint_bits: from _scan (which hints and anchors occur in text)."""
+    for k, (kind, _hints, pattern) in enumerate(_SECRETS) if hint_bits & _ANY_SECRET_HINT else ():
+        if hint_bits >> k & 1:
             for m in pattern.finditer(text):
                 yield Match("SECRET", kind, m.start(), m.end())
+    # An assignment needs one of the words and, after it, ':' or '='.
+    if hint_bits & _SECRET_WORD and hint_bits & _ASSIGN_CHAR:
+        yield from _assigned_secrets(text)
+
+
+def _assigned_secrets(text: str) -> Iterable[Match]:
     lowered = text.lower()
     seen: set[int] = set()
     for word in _SECRET_WORDS:
@@ -175,9 +188,8 @@ def _find_secrets(text: str) -> Iterable[Match]:
 
 
 def _find_emails(text: str) -> Iterable[Match]:
-    if "@" in text:
-        for m in _EMAIL.finditer(text):
-            yield Match("EMAIL", "email", m.start(), m.end())
+    for m in _EMAIL.finditer(text):
+        yield Match("EMAIL", "email", m.start(), m.end())
 
 
 def _find_ibans(text: str) -> Iterable[Match]:
@@ -237,13 +249,12 @@ _IPV6_HINT = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]|::")
 
 
 def _find_ipv6(text: str) -> Iterable[Match]:
-    if ":" in text and _IPV6_HINT.search(text):
-        for m in _IPV6.finditer(text):
-            try:
-                ipaddress.IPv6Address(m.group(0).split("%")[0])
-            except ValueError:
-                continue
-            yield Match("IP", "ipv6", m.start(), m.end())
+    for m in _IPV6.finditer(text):
+        try:
+            ipaddress.IPv6Address(m.group(0).split("%")[0])
+        except ValueError:
+            continue
+        yield Match("IP", "ipv6", m.start(), m.end())
 
 
 def _find_phones(text: str) -> Iterable[Match]:
@@ -258,8 +269,6 @@ def _find_phones(text: str) -> Iterable[Match]:
 
 # Detectors that need text around digits run only in windows around digit runs: most text has
 # few, and Python's regex engine is slow when a pattern must be tried at every position.
-_TEXT_DETECTORS: list[tuple[str, Callable[[str], Iterable[Match]]]] = [
-    ("SECRET", _find_secrets), ("EMAIL", _find_emails), ("IP", _find_ipv6)]
 _DIGIT_DETECTORS: list[tuple[str, Callable[[str], Iterable[Match]]]] = [
     ("IBAN", _find_ibans), ("CREDIT_CARD", _find_cards), ("ID_NUMBER", _find_ids), ("IP", _find_ipv4),
     ("PHONE", _find_phones)]
@@ -268,7 +277,8 @@ _DIGIT_RUN = re.compile(r"\d[\d \-./()]{2,}\d")
 _WINDOW_MARGIN = 48
 
 
-def _digit_windows(text: str) -> list[tuple[int, int]]:
+def _digit_windows_ref(text: str) -> list[tuple[int, int]]:
+    """The reference for the scanner's windows: each digit run widened by the margin, merged."""
     windows: list[tuple[int, int]] = []
     for m in _DIGIT_RUN.finditer(text):
         a, b = max(0, m.start() - _WINDOW_MARGIN), min(len(text), m.end() + _WINDOW_MARGIN)
@@ -279,18 +289,47 @@ def _digit_windows(text: str) -> list[tuple[int, int]]:
     return windows
 
 
+# Anchor bits of the scan besides one bit per _SECRETS entry (kSecretWord, ... in
+# csrc/cpu/text_pii.h).
+_SECRET_WORD, _HAS_AT, _IPV6_BIT, _ASSIGN_CHAR = 1 << 28, 1 << 29, 1 << 30, 1 << 31
+_ANY_SECRET_HINT = (1 << len(_SECRETS)) - 1
+
+
+@functools.cache
+def _scanner():
+    text = _ext.cpu().text
+    if (text.SECRET_WORD, text.HAS_AT, text.IPV6_HINT, text.ASSIGN_CHAR) != (_SECRET_WORD, _HAS_AT, _IPV6_BIT,
+                                                                              _ASSIGN_CHAR):
+        raise RuntimeError("fastllm._C.text anchor bits differ from fastllm.data.pii's; rebuild with `make build`")
+    return text.PiiScanner([list(hints) for _, hints, _ in _SECRETS], list(_SECRET_WORDS), _WINDOW_MARGIN)
+
+
+def _scan(text: str) -> tuple[int, list[tuple[int, int]]]:
+    """(anchor bits, digit windows); bit k: a hint of _SECRETS[k] occurs; _SECRET_WORD: one of
+    _SECRET_WORDS occurs in text.lower() (or may: non-ASCII text); _HAS_AT: '@'; _IPV6_BIT:
+    _IPV6_HINT matches; _ASSIGN_CHAR: ':' or '='. The windows are _digit_windows_ref's."""
+    bits, bounds = _scanner().scan(text)
+    return bits, list(zip(bounds[::2], bounds[1::2])) if bounds else []
+
+
 def detect(text: str, types: Iterable[str] = PII_TYPES) -> list[Match]:
     """Non-overlapping matches in text order; on overlap the higher-priority type wins."""
     wanted = set(types)
+    bits, windows = _scan(text)
     found: list[Match] = []
-    for pii_type, finder in _TEXT_DETECTORS:
-        if pii_type in wanted:
-            found.extend(finder(text))
+    if "SECRET" in wanted:
+        found.extend(_find_secrets(text, bits))
+    if "EMAIL" in wanted and bits & _HAS_AT:
+        found.extend(_find_emails(text))
+    if "IP" in wanted and bits & _IPV6_BIT:
+        found.extend(_find_ipv6(text))
     digit_finders = [finder for pii_type, finder in _DIGIT_DETECTORS if pii_type in wanted]
-    for a, b in _digit_windows(text) if digit_finders else ():
+    for a, b in windows if digit_finders else ():
         window = text[a:b]
         for finder in digit_finders:
             found.extend(Match(m.type, m.kind, m.start + a, m.end + a) for m in finder(window))
+    if len(found) < 2:
+        return found
     found.sort(key=lambda m: (PRIORITY[m.type], m.start, -(m.end - m.start)))
     chosen: list[Match] = []
     for m in found:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastllm.data import pii
 from fastllm.data.normalize import NormalizeConfig, Normalizer, normalize_ref
 
 SPECIAL = ("\x00\x01\x08\t\n\x0b\x0c\r\x0e\x1b\x1c\x1f \x7f\x80\x85\x9f\xa0\u1680\u2000\u200a\u200b\u200c"
@@ -48,3 +49,47 @@ def test_normalize_edge_cases(text):
 def test_normalize_returns_unchanged_text_as_is():
     text = "Already clean text.\nTwo lines."
     assert Normalizer(NormalizeConfig())(text) is text
+
+
+# ---- PII anchors and digit windows (csrc/cpu/text_pii.cpp) -------------------------------------
+
+PII_PIECES = ["0", "7", "9", "\u0966", "\u096f", "\uff11", "\U0001d7ce", "\u00b2", " ", "-", ".", "/", "(", ")",
+              ":", "::", "@", "=", "a", "F", "g", "z", "K", "\u212a", "\u0130", "\n", "x" * 30, "1" * 20,
+              "AKIA", "ASIA", "eyJ", "sk-", "ghp_", "github_pat_", "xox", "AIza", "k_live_", "PRIVATE KEY",
+              "key", "KEY", "Secret", "toKen", "passw", "PASSW", "se", "cret", "ab:cd", "f:1"]
+pii_texts = st.lists(st.sampled_from(PII_PIECES), max_size=40).map("".join)
+
+
+def _expected_anchor_bits(text: str) -> int:
+    bits = sum(1 << k for k, (_, hints, _) in enumerate(pii._SECRETS) if any(h in text for h in hints))
+    if any(w in text.lower() for w in pii._SECRET_WORDS) or not text.isascii():
+        bits |= pii._SECRET_WORD
+    if "@" in text:
+        bits |= pii._HAS_AT
+    if pii._IPV6_HINT.search(text):
+        bits |= pii._IPV6_BIT
+    if ":" in text or "=" in text:
+        bits |= pii._ASSIGN_CHAR
+    return bits
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=pii_texts)
+def test_pii_scan_matches_regex_references(text):
+    bits, windows = pii._scan(text)
+    assert windows == pii._digit_windows_ref(text)
+    assert bits == _expected_anchor_bits(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=80))
+def test_pii_scan_on_any_text(text):
+    bits, windows = pii._scan(text)
+    assert windows == pii._digit_windows_ref(text)
+    assert bits == _expected_anchor_bits(text)
+
+
+@pytest.mark.parametrize("text", ["", "1", "12", "123", "1234", "1.2.3", "1 - 2", "(555) 123-4567 and 1..2",
+                                  "9" * 200, "x" * 100 + "1 2 3" + "y" * 100, "\u0967\u0968-\u0969\u096a"])
+def test_pii_scan_edge_cases(text):
+    assert pii._scan(text) == (_expected_anchor_bits(text), pii._digit_windows_ref(text))
