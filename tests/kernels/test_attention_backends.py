@@ -7,6 +7,7 @@ import contextlib
 
 import pytest
 import torch
+import torch.nn.functional as F
 from flash_tolerance import assert_within_flash_tolerance
 
 from fastllm.kernels import attention, dispatch
@@ -384,3 +385,42 @@ def test_triton_offsets_beyond_int32_in_the_interpreter():
 @pytest.mark.cuda
 def test_gpu_triton_offsets_beyond_int32():
     _check_beyond_int32("cuda")
+
+
+# ---- causal alignment when T != S --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seq_q, seq_k", [(1, 1), (1, 97), (7, 59), (33, 40), (40, 40), (5, 64)])
+def test_causal_with_fewer_queries_is_flash_attentions_bottom_right_on_every_backend(seeded, seq_q, seq_k):
+    """T < S (a KV-cache prefill continuing a cache): query i sees keys j <= i + S - T, as
+    flash-attn >= 2.1 and torch's causal_lower_right define it; every backend, forward and grads."""
+    from torch.nn.attention.bias import causal_lower_right
+
+    q, k, v = _qkv((2, 4, 4, seq_q, seq_k, 32), torch.float32)
+    grad_out = torch.randn(q.shape)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    expected = F.scaled_dot_product_attention(*leaves, attn_mask=causal_lower_right(seq_q, seq_k))
+    expected_grads = torch.autograd.grad(expected, leaves, grad_out)
+    backends = ["ref"] + (["triton"] if dispatch.unavailable_reason("attention", "triton", q.device) is None else [])
+    for backend in backends:
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = attention(*leaves, causal=True, backend=backend)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5, msg=backend)
+        for name, ours, theirs in zip("qkv", torch.autograd.grad(out, leaves, grad_out), expected_grads):
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5, msg=f"{backend} d{name}")
+
+
+@pytest.mark.parametrize("backend", ["ref", "triton", None])
+def test_causal_with_more_queries_than_keys_is_refused_on_every_backend(backend):
+    """T > S causal is refused, not given a convention: the first T - S queries would precede every
+    key (flash-attn returns zeros there, SDPA's is_causal aligns top-left instead and returns
+    something else), and no caller in fastllm makes it (a KV cache always holds S >= T)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    q, k, v = _qkv((1, 2, 1, 5, 3, 32), torch.float32)
+    match = "causal attention with T=5 queries needs at least as many keys, got S=3"
+    with pytest.raises(KernelInputError, match=match):
+        attention(q, k, v, causal=True, backend=backend)
+    with pytest.raises(KernelInputError, match=match), FakeTensorMode(allow_non_fake_inputs=True):
+        torch.ops.fastllm.attention(q, k, v, True, 0.5, backend)  # the fake kernel (torch.compile)
+    assert attention(q, k, v, causal=False, backend=backend).shape == q.shape

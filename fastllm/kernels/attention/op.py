@@ -113,9 +113,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
               scale: float | None = None, backend: str | None = None) -> torch.Tensor:
     """Softmax attention of q (B, H, T, D) over k, v (B, Hkv, S, D); Hkv divides H (GQA/MQA).
 
-    causal with T != S aligns the queries to the last T key positions (KV-cache decoding):
-    query i sees keys j <= i + S - T. scale defaults to D**-0.5. Returns (B, H, T, D) in q's
-    dtype; differentiable. `backend` forces cuda | triton | ref.
+    causal with T != S aligns the queries to the last T key positions (KV-cache decoding and
+    prefill, flash-attn's bottom-right alignment; torch SDPA's is_causal aligns top-left): query i
+    sees keys j <= i + S - T. Causal T > S is an error: its first T - S queries would see no key
+    (flash-attn gives such rows zeros by convention; here it is taken for a caller's mistake).
+    scale defaults to D**-0.5. Returns (B, H, T, D) in q's dtype; differentiable. `backend`
+    forces cuda | triton | ref.
     """
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
@@ -147,7 +150,7 @@ def _validate(q, k, v, causal) -> None:
         fail(OP, "k and v have no positions (S=0)")
     if causal and seq_q > seq_k:
         fail(OP, f"causal attention with T={seq_q} queries needs at least as many keys, got S={seq_k} "
-                 "(queries are the last T of the S positions)")
+                 f"(queries are the last T of the S positions, so the first {seq_q - seq_k} would see no key)")
 
 
 def _validate_backward(grad_out, q, k, v, out, lse, grad_lse, causal) -> None:

@@ -2,7 +2,8 @@
 
     q (B, H, T, D), k, v (B, Hkv, S, D), Hkv divides H: query head h reads kv head h // (H/Hkv)
     s[i, j] = scale * q_i . k_j                      scale defaults to D**-0.5
-    causal: query i sees keys j <= i + S - T          (bottom-right aligned, like flash-attn)
+    causal: query i sees keys j <= i + S - T          (bottom-right aligned, like flash-attn;
+                                                      T <= S, so every query sees a key)
     lse[i]  = log sum_j exp(s[i, j])                  (B, H, T) float32, natural log
     out[i]  = sum_j exp(s[i, j] - lse[i]) v_j         (B, H, T, D), q's dtype
 
