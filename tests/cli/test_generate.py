@@ -73,3 +73,17 @@ def test_gguf_without_tokenizer_and_chat_without_template_are_one_line_errors(tm
     assert "no tokenizer.ggml.model" in err and "--tokenizer" in err and err.count("\n") == 1
     with pytest.raises(Exception, match="--chat needs a ChatML chat template"):
         chatml_prompt("hi", "{{ messages[0]['content'] }}", "m.gguf")
+
+
+def test_model_directory_tokenizer_settings(tmp_path):
+    import json
+
+    from fastllm.tokenizer import AddedToken, Tokenizer
+
+    tok = Tokenizer([bytes([i]) for i in range(256)], [], [AddedToken("<|im_start|>", 256), AddedToken("<|im_end|>", 257)])
+    tok.save(tmp_path / "tokenizer.json")
+    template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}), encoding="utf-8")
+    found = model_tokenizer(tmp_path, None)
+    assert found.stop_ids == (257,) and found.prefix_ids == () and found.chat_template == template
+    assert chatml_prompt("hi", found.chat_template, "x") == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
