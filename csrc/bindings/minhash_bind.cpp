@@ -110,15 +110,8 @@ std::vector<std::pair<int64_t, int64_t>> ngram_spans(const py::sequence& one_tex
 void text_stats(const py::sequence& texts, const std::vector<std::string>& stop_words, uintptr_t out,
                 int n_threads) {
   const std::vector<std::string_view> views = text_views(texts);
-  std::vector<uint64_t> stop_hashes;
-  int64_t max_stop_word_bytes = 0;
-  for (const std::string& w : stop_words) {
-    stop_hashes.push_back(minhash::word_hash(w));
-    max_stop_word_bytes = std::max(max_stop_word_bytes, static_cast<int64_t>(w.size()));
-  }
-  std::sort(stop_hashes.begin(), stop_hashes.end());
   py::gil_scoped_release release;
-  minhash::text_stats(views, stop_hashes, max_stop_word_bytes, ptr<double>(out), n_threads);
+  minhash::text_stats(views, stop_words, ptr<double>(out), n_threads);
 }
 
 const BindingRegistrar registrar("minhash", [](py::module_& m) {

@@ -11,6 +11,7 @@
 #include "common/check.h"
 #include "cpu/text_normalize.h"
 #include "cpu/text_pii.h"
+#include "cpu/text_search.h"
 
 namespace fastllm {
 namespace {
@@ -82,6 +83,35 @@ py::list normalize_texts(const py::list& texts, bool remove_control, bool whites
   return out;
 }
 
+// Per text: 1 when one of `needles` (lowercase) occurs in text.lower(), 0 when none does, -1 when
+// the caller must decide in Python (see csrc/cpu/text_search.h).
+py::list contains_any_lowered(const py::list& texts, const std::vector<std::string>& needles,
+                              const std::vector<uint32_t>& unsafe) {
+  std::vector<StrItem> items;
+  items.reserve(texts.size());
+  for (const py::handle obj : texts) items.push_back(str_item(obj));
+  std::vector<int> found(items.size());
+  {
+    py::gil_scoped_release release;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const StrItem& t = items[i];
+      switch (t.kind) {
+        case PyUnicode_1BYTE_KIND:
+          found[i] = text::contains_any_lowered(static_cast<const uint8_t*>(t.data), t.length, needles, unsafe);
+          break;
+        case PyUnicode_2BYTE_KIND:
+          found[i] = text::contains_any_lowered(static_cast<const uint16_t*>(t.data), t.length, needles, unsafe);
+          break;
+        default:
+          found[i] = text::contains_any_lowered(static_cast<const uint32_t*>(t.data), t.length, needles, unsafe);
+      }
+    }
+  }
+  py::list out(items.size());
+  for (size_t i = 0; i < items.size(); ++i) out[i] = py::int_(found[i]);
+  return out;
+}
+
 bool python_is_decimal(uint32_t c) { return Py_UNICODE_ISDECIMAL(static_cast<Py_UCS4>(c)) != 0; }
 
 // (hint bits, [window begin, end, ...]) for one text. Holds the GIL: it is a microsecond's work
@@ -113,6 +143,7 @@ const BindingRegistrar registrar("text", [](py::module_& m) {
            }),
            py::arg("hint_groups"), py::arg("words"), py::arg("margin"))
       .def("scan", &pii_scan, py::arg("text"));
+  m.def("contains_any_lowered", &contains_any_lowered, py::arg("texts"), py::arg("needles"), py::arg("unsafe"));
   m.attr("SECRET_WORD") = 1u << text::kSecretWord;
   m.attr("HAS_AT") = 1u << text::kHasAt;
   m.attr("IPV6_HINT") = 1u << text::kIpv6Hint;

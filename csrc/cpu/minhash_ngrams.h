@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -37,13 +38,9 @@ enum TextStat : int {
   kDupNgram10, kNumTextStats
 };
 
-// out: [n_texts, kNumTextStats] doubles. stop_words: sorted hashes of lowercased stop words, the
-// longest of which has max_stop_word_bytes bytes (longer words are not looked up).
-void text_stats(const std::vector<std::string_view>& texts, const std::vector<uint64_t>& stop_words,
-                int64_t max_stop_word_bytes, double* out, int n_threads);
-
-// The hash text_stats uses for a (lowercase) stop word.
-uint64_t word_hash(std::string_view word);
+// out: [n_texts, kNumTextStats] doubles. stop_words: lowercase.
+void text_stats(const std::vector<std::string_view>& texts, const std::vector<std::string>& stop_words,
+                double* out, int n_threads);
 
 }  // namespace minhash
 }  // namespace fastllm

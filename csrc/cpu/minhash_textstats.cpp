@@ -9,6 +9,8 @@
 //     repeats an earlier one, each word counted once, over all word chars.
 #include <algorithm>
 #include <cstring>
+#include <string>
+#include <utility>
 
 #include "common/parallel.h"
 #include "cpu/minhash_ngrams.h"
@@ -77,22 +79,26 @@ bool ends_with_ellipsis(const unsigned char* s, Span line) {
   return len >= 3 && s[line.end - 3] == 0xE2 && s[line.end - 2] == 0x80 && s[line.end - 1] == 0xA6;
 }
 
-// Open addressing from 64-bit n-gram hashes to (count, first position). Same key convention as
-// HashCounter (0 marks an empty slot, so a hash of 0 is stored as 1); slots keep their three
-// fields together so one probe touches one cache line.
+// Open addressing from 64-bit keys to (count, first position), emptied in O(1) per document and
+// pass: a slot whose generation is not the current one is empty. Keys are hashes; the key 0 is
+// stored as 1, as HashCounter does.
 class NgramCounter {
  public:
   struct Slot {
     uint64_t key;
-    int32_t count;
     int64_t first;
+    uint32_t generation;
+    int32_t count;
   };
 
+  // Empties the table and makes room for at least `n` distinct keys.
   void reset(int64_t n) {
     int64_t capacity = 16;
     while (capacity < 2 * n) capacity <<= 1;
-    if (static_cast<int64_t>(slots_.size()) < capacity) slots_.resize(capacity);
-    std::fill(slots_.begin(), slots_.begin() + capacity, Slot{0, 0, 0});
+    if (static_cast<int64_t>(slots_.size()) < capacity || ++generation_ == 0) {
+      slots_.assign(std::max<int64_t>(capacity, static_cast<int64_t>(slots_.size())), Slot{0, 0, 0, 0});
+      generation_ = 1;
+    }
     mask_ = static_cast<uint64_t>(capacity - 1);
   }
 
@@ -101,12 +107,12 @@ class NgramCounter {
     if (key == 0) key = 1;
     for (uint64_t i = key & mask_;; i = (i + 1) & mask_) {
       Slot& slot = slots_[i];
-      if (slot.key == key) {
-        ++slot.count;
+      if (slot.generation != generation_) {
+        slot = {key, position, generation_, 1};
         return static_cast<int64_t>(i);
       }
-      if (slot.key == 0) {
-        slot = {key, 1, position};
+      if (slot.key == key) {
+        ++slot.count;
         return static_cast<int64_t>(i);
       }
     }
@@ -117,13 +123,81 @@ class NgramCounter {
  private:
   std::vector<Slot> slots_;
   uint64_t mask_ = 0;
+  uint32_t generation_ = 0;
+};
+
+// Lowercase stop words, matched against a word with its ASCII punctuation trimmed and ASCII
+// letters lowered. Words of up to 8 bytes compare as one 64-bit load each.
+class StopWords {
+ public:
+  explicit StopWords(const std::vector<std::string>& words) {
+    for (const std::string& w : words) {
+      if (w.empty()) continue;
+      max_bytes_ = std::max(max_bytes_, static_cast<int64_t>(w.size()));
+      if (w.size() <= 8) {
+        packed_.push_back({pack(reinterpret_cast<const unsigned char*>(w.data()), static_cast<int64_t>(w.size())),
+                           static_cast<int64_t>(w.size())});
+      } else {
+        long_.push_back(w);
+      }
+    }
+  }
+
+  bool empty() const { return packed_.empty() && long_.empty(); }
+
+  // The word s[b, e) of a text of n bytes.
+  bool contains(const unsigned char* s, int64_t b, int64_t e, int64_t n) const {
+    while (b < e && s[b] < 0x80 && !is_alnum_byte(s[b])) ++b;
+    while (e > b && s[e - 1] < 0x80 && !is_alnum_byte(s[e - 1])) --e;
+    const int64_t len = e - b;
+    if (len == 0 || len > max_bytes_) return false;
+    if (len <= 8) {
+      const uint64_t key = lower_ascii8(b + 8 <= n ? load8_prefix(s + b, len) : pack(s + b, len));
+      for (const auto& [word, word_len] : packed_)
+        if (word == key && word_len == len) return true;
+      return false;
+    }
+    for (const std::string& w : long_) {
+      if (static_cast<int64_t>(w.size()) != len) continue;
+      int64_t k = 0;
+      while (k < len && ascii_lower(s[b + k]) == static_cast<unsigned char>(w[k])) ++k;
+      if (k == len) return true;
+    }
+    return false;
+  }
+
+ private:
+  static uint64_t pack(const unsigned char* s, int64_t len) {
+    uint64_t v = 0;
+    std::memcpy(&v, s, static_cast<size_t>(len));
+    return v;
+  }
+
+  // The first len (1..8) of 8 readable bytes, the rest zero: one load, no memcpy call.
+  static uint64_t load8_prefix(const unsigned char* s, int64_t len) {
+    uint64_t v;
+    std::memcpy(&v, s, 8);
+    return len == 8 ? v : v & ((uint64_t{1} << (8 * len)) - 1);
+  }
+
+  // ASCII 'A'..'Z' -> 'a'..'z' in each byte; other bytes (UTF-8 included) unchanged.
+  static uint64_t lower_ascii8(uint64_t v) {
+    const uint64_t high = 0x8080808080808080ULL, ascii = ~v & high;  // bytes below 0x80
+    const uint64_t ge_a = (v | high) - 0x4141414141414141ULL;        // bit 7 set: byte >= 'A'
+    const uint64_t gt_z = (v | high) - 0x5B5B5B5B5B5B5B5BULL;        // bit 7 set: byte >= 'Z' + 1
+    const uint64_t upper = ascii & ge_a & ~gt_z & high;
+    return v | (upper >> 2);
+  }
+
+  std::vector<std::pair<uint64_t, int64_t>> packed_;
+  std::vector<std::string> long_;
+  int64_t max_bytes_ = 0;
 };
 
 // The per-document work, with every buffer kept across the documents of one thread.
 class StatsComputer {
  public:
-  StatsComputer(const std::vector<uint64_t>& stop_words, int64_t max_stop_word_bytes)
-      : stop_words_(stop_words), max_stop_word_bytes_(max_stop_word_bytes) {}
+  explicit StatsComputer(const StopWords& stop_words) : stop_words_(stop_words) {}
 
   void compute(std::string_view text, double* out) {
     std::fill(out, out + kNumTextStats, 0.0);
@@ -137,6 +211,8 @@ class StatsComputer {
   }
 
  private:
+  // '#' characters and ellipses: a run of three or more dots counts once, and so does each
+  // U+2026 (E2 80 A6). Branch-free counts over every position, which the compiler vectorizes.
   void symbols(double* out) const {
     double hashes = 0, ellipses = 0;
     for (int64_t i = 0; i < n_; ++i) {
@@ -194,44 +270,73 @@ class StatsComputer {
   }
 
   // Whitespace-separated words (ASCII whitespace, as split_units): their hashes, code points
-  // (prefix sums, so an n-gram's characters are one subtraction), letters and stop words.
+  // (prefix sums, so an n-gram's characters are one subtraction), letters and stop words. Word
+  // boundaries are collected without branches (a branch per byte would mispredict at every word
+  // end) and words are read 8 bytes at a time.
   void words(double* out) {
-    word_hashes_.clear();
-    chars_before_.assign(1, 0);
+    word_bounds();
+    const int64_t n_words = static_cast<int64_t>(bounds_.size() / 2);
+    word_hashes_.resize(n_words);
+    chars_before_.resize(n_words + 1);
+    chars_before_[0] = 0;
     double alpha = 0, stop = 0;
-    int64_t i = 0;
-    while (i < n_) {
-      while (i < n_ && is_space_byte(s_[i])) ++i;
-      if (i >= n_) break;
-      const int64_t b = i;
-      uint64_t h = kFnvOffset;
+    for (int64_t w = 0; w < n_words; ++w) {
+      const int64_t b = bounds_[2 * w], e = bounds_[2 * w + 1];
       int64_t chars = 0;
-      for (; i < n_ && !is_space_byte(s_[i]); ++i) {
-        h = (h ^ s_[i]) * kFnvPrime;
-        chars += (s_[i] & 0xC0) != 0x80;
-      }
-      word_hashes_.push_back(h);
-      chars_before_.push_back(chars_before_.back() + chars);
-      alpha += has_letter(b, i);
-      if (!stop_words_.empty() && is_stop_word(b, i)) stop += 1;
+      word_hashes_[w] = word_hash(b, e, &chars);
+      chars_before_[w + 1] = chars_before_[w] + chars;
+      alpha += has_letter(b, e);
+      if (!stop_words_.empty() && stop_words_.contains(s_, b, e, n_)) stop += 1;
     }
-    out[kWords] = static_cast<double>(word_hashes_.size());
-    out[kWordChars] = static_cast<double>(chars_before_.back());
+    out[kWords] = static_cast<double>(n_words);
+    out[kWordChars] = static_cast<double>(chars_before_[n_words]);
     out[kAlphaWords] = alpha;
     out[kStopWords] = stop;
   }
 
+  // bounds_ = [begin0, end0, begin1, end1, ...]: every change between space and non-space.
+  void word_bounds() {
+    bounds_.resize(n_ + 1);
+    int64_t k = 0;
+    bool in_space = true;
+    for (int64_t i = 0; i < n_; ++i) {
+      const bool space = is_space_byte(s_[i]);
+      bounds_[k] = i;
+      k += space != in_space;
+      in_space = space;
+    }
+    if (!in_space) bounds_[k++] = n_;
+    bounds_.resize(k);
+  }
+
+  // The bytes [b, e) 8 at a time (the last chunk zero-padded): a strong hash of them and their
+  // length (only equality of words matters), and their code points (the bytes that are not UTF-8
+  // continuation bytes 10xxxxxx: bit 7 set and bit 6 clear).
+  uint64_t word_hash(int64_t b, int64_t e, int64_t* chars) const {
+    uint64_t h = static_cast<uint64_t>(e - b) * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL;
+    int64_t continuation = 0;
+    for (int64_t i = b; i < e; i += 8) {
+      uint64_t chunk = 0;
+      if (i + 8 <= n_) {
+        std::memcpy(&chunk, s_ + i, 8);
+        if (e - i < 8) chunk &= (uint64_t{1} << (8 * (e - i))) - 1;
+      } else {
+        std::memcpy(&chunk, s_ + i, static_cast<size_t>(e - i));
+      }
+      // bit 7 of each continuation byte, moved to bit 0 and summed by one multiply
+      const uint64_t marks = (chunk & ~(chunk << 1) & 0x8080808080808080ULL) >> 7;
+      continuation += static_cast<int64_t>((marks * 0x0101010101010101ULL) >> 56);
+      h = mix64(h ^ chunk);
+    }
+    *chars = (e - b) - continuation;
+    return h;
+  }
+
   bool has_letter(int64_t b, int64_t e) const {
+    if (static_cast<unsigned char>((s_[b] | 0x20) - 'a') < 26) return true;  // most words
     for (int64_t i = b; i < e; i += utf8_length(s_[i]))
       if (is_letter_code_point(decode_at(s_, i, n_))) return true;
     return false;
-  }
-
-  bool is_stop_word(int64_t b, int64_t e) const {
-    while (b < e && s_[b] < 0x80 && !is_alnum_byte(s_[b])) ++b;
-    while (e > b && s_[e - 1] < 0x80 && !is_alnum_byte(s_[e - 1])) --e;
-    if (b == e || e - b > max_stop_word_bytes_) return false;
-    return std::binary_search(stop_words_.begin(), stop_words_.end(), hash_bytes(s_, b, e, true));
   }
 
   int64_t ngram_chars(int64_t i, int n) const { return chars_before_[i + n] - chars_before_[i]; }
@@ -245,7 +350,7 @@ class StatsComputer {
     size_t kept = 0;
     for (const int64_t i : positions_) {  // branch-free: whether a position survives is a coin flip
       candidates_[kept] = i;
-      kept += (i + n <= n_words) & (n == 1 || (repeats_[i] & repeats_[i + 1]));
+      kept += (i + n <= n_words) & (n == 2 || (repeats_[i] & repeats_[i + 1]));
     }
     candidates_.resize(kept);
     for (const int64_t i : positions_) repeats_[i] = 0;
@@ -267,9 +372,11 @@ class StatsComputer {
     repeats_.assign(n_words + 1, 0);
     positions_.resize(n_words);
     for (int64_t i = 0; i < n_words; ++i) positions_[i] = i;
-    for (int n = 1; n <= 10 && !positions_.empty(); ++n) {
+    for (int64_t i = 0; i < n_words; ++i)  // the first word of every n-gram
+      chain_[i] = (chain_[i] ^ word_hashes_[i]) * 0xff51afd7ed558ccdULL + 0x632BE59BD9B4E019ULL;
+    for (int n = 2; n <= 10 && !positions_.empty(); ++n) {
       count_pass(n, n_words);
-      if (n >= 2 && n <= 4) out[kTopNgram2 + n - 2] = top_ngram_fraction(n) / total;
+      if (n <= 4) out[kTopNgram2 + n - 2] = top_ngram_fraction(n) / total;
       if (n >= 5) {
         const double covered = duplicate_ngram_chars(n, n_words);
         out[kDupNgram5 + n - 5] = covered / total;
@@ -307,28 +414,23 @@ class StatsComputer {
     return static_cast<double>(chars);
   }
 
-  const std::vector<uint64_t>& stop_words_;
-  const int64_t max_stop_word_bytes_;
+  const StopWords& stop_words_;
   const unsigned char* s_ = nullptr;
   int64_t n_ = 0;
   NgramCounter table_;
   std::vector<Span> lines_, paragraphs_;
   std::vector<uint64_t> word_hashes_, chain_;
-  std::vector<int64_t> chars_before_, positions_, candidates_, slots_;
+  std::vector<int64_t> bounds_, chars_before_, positions_, candidates_, slots_;
   std::vector<char> covered_, repeats_;
 };
 
 }  // namespace
 
-uint64_t word_hash(std::string_view word) {
-  return hash_bytes(reinterpret_cast<const unsigned char*>(word.data()), 0,
-                    static_cast<int64_t>(word.size()), true);
-}
-
-void text_stats(const std::vector<std::string_view>& texts, const std::vector<uint64_t>& stop_words,
-                int64_t max_stop_word_bytes, double* out, int n_threads) {
+void text_stats(const std::vector<std::string_view>& texts, const std::vector<std::string>& stop_words,
+                double* out, int n_threads) {
+  const StopWords stop(stop_words);
   parallel_range(static_cast<int64_t>(texts.size()), 4, n_threads, [&](int64_t begin, int64_t end) {
-    StatsComputer computer(stop_words, max_stop_word_bytes);
+    StatsComputer computer(stop);
     for (int64_t i = begin; i < end; ++i) computer.compute(texts[i], out + i * kNumTextStats);
   });
 }

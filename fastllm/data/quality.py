@@ -23,6 +23,10 @@ STAT_NAMES = ("chars", "words", "word_chars", "alpha_words", "hash_symbols", "el
               "dup_ngram_5", "dup_ngram_6", "dup_ngram_7", "dup_ngram_8", "dup_ngram_9", "dup_ngram_10")
 _COL = {name: i for i, name in enumerate(STAT_NAMES)}
 
+# The non-ASCII characters whose str.lower() holds ASCII (U+0130 -> "i\u0307", KELVIN SIGN -> "k");
+# tests/data/test_text_native.py checks this against the running Python's Unicode data.
+LOWER_TO_ASCII = (0x130, 0x212A)
+
 
 @dataclass
 class QualityConfig:
@@ -132,14 +136,18 @@ class QualityFilter:
         return result
 
     def _text_checks(self, texts: Sequence[str], result: list[str | None]) -> None:
+        """C4's forbidden substrings (`s in text.lower()`, decided in C++ where it can be), then scripts."""
+        pending = [i for i, reason in enumerate(result) if reason is None]
         forbidden = [s.lower() for s in self.config.forbidden_substrings]
-        for i, text in enumerate(texts):
-            if result[i] is not None:
-                continue
-            if forbidden:
-                lowered = text.lower()
-                if any(s in lowered for s in forbidden):
+        if forbidden and pending:
+            found = _ext.cpu().text.contains_any_lowered([texts[i] for i in pending], forbidden,
+                                                         list(LOWER_TO_ASCII))
+            for i, hit in zip(pending, found):
+                if hit == -1:  # undecided in C++ (see csrc/cpu/text_search.h)
+                    hit = any(s in texts[i].lower() for s in forbidden)
+                if hit:
                     result[i] = "forbidden_substring"
-                    continue
-            if self._scripts and allowed_script_fraction(text, self._scripts) < self.config.min_script_fraction:
-                result[i] = "script"
+        if self._scripts:
+            for i in pending:
+                if result[i] is None and allowed_script_fraction(texts[i], self._scripts) < self.config.min_script_fraction:
+                    result[i] = "script"

@@ -11,8 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastllm import _ext
 from fastllm.data import pii
 from fastllm.data.normalize import NormalizeConfig, Normalizer, normalize_ref
+from fastllm.data.quality import LOWER_TO_ASCII
 
 SPECIAL = ("\x00\x01\x08\t\n\x0b\x0c\r\x0e\x1b\x1c\x1f \x7f\x80\x85\x9f\xa0\u1680\u2000\u200a\u200b\u200c"
            "\u200e\u200f\u2028\u2029\u202f\u205f\u2060\u3000\ufeff\ufffe\uffff\ud800\udfff\U0001f600"
@@ -93,3 +95,27 @@ def test_pii_scan_on_any_text(text):
                                   "9" * 200, "x" * 100 + "1 2 3" + "y" * 100, "\u0967\u0968-\u0969\u096a"])
 def test_pii_scan_edge_cases(text):
     assert pii._scan(text) == (_expected_anchor_bits(text), pii._digit_windows_ref(text))
+
+
+# ---- forbidden substrings (csrc/cpu/text_search.cpp) ---------------------------------------------
+
+def test_lower_to_ascii_matches_this_pythons_unicode_data():
+    expected = tuple(c for c in range(0x80, 0x110000) if any(ord(x) < 0x80 for x in chr(c).lower()))
+    assert LOWER_TO_ASCII == expected
+
+
+SEARCH_PIECES = ["lorem", "LOREM", "Lorem", " ", "ipsum", "IpSuM", "\u0130", "\u212a", "k", "i\u0307", "\u00e9",
+                 "\u03a3", "\U0001f600", "x", "lo", "rem ip", "sum", "\n"]
+search_texts = st.lists(st.sampled_from(SEARCH_PIECES), max_size=20).map("".join)
+NEEDLE_SETS = [["lorem ipsum"], ["ipsum", "kx"], ["k"], ["i\u0307"], [""], ["\u00e9"], ["lorem ipsum", "\u03c3"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(batch=st.lists(search_texts, max_size=6))
+def test_contains_any_lowered_matches_python(batch):
+    for needles in NEEDLE_SETS:
+        found = _ext.cpu().text.contains_any_lowered(batch, needles, list(LOWER_TO_ASCII))
+        for text, hit in zip(batch, found):
+            expected = any(s in text.lower() for s in needles)
+            assert hit == -1 or bool(hit) == expected, (text, needles)
+            assert hit != -1 or not text.isascii() or not all(s.isascii() for s in needles)
