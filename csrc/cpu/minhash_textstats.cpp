@@ -147,6 +147,8 @@ class StopWords {
 
   // The word s[b, e) of a text of n bytes.
   bool contains(const unsigned char* s, int64_t b, int64_t e, int64_t n) const {
+    const auto kept = [](unsigned char c) { return c >= 0x80 || is_alnum_byte(c); };
+    if (e - b > max_bytes_ && kept(s[b]) && kept(s[e - 1])) return false;  // too long, nothing to trim
     while (b < e && s[b] < 0x80 && !is_alnum_byte(s[b])) ++b;
     while (e > b && s[e - 1] < 0x80 && !is_alnum_byte(s[e - 1])) --e;
     const int64_t len = e - b;
@@ -213,22 +215,26 @@ class StatsComputer {
  private:
   // '#' characters and ellipses: a run of three or more dots counts once, and so does each
   // U+2026 (E2 80 A6). Branch-free counts over every position, which the compiler vectorizes.
+  // '#' characters and ellipses (a run of three or more dots counts once, as does each U+2026,
+  // E2 80 A6), each found with memchr: they are rare, and the three searches cannot interfere.
   void symbols(double* out) const {
+    const unsigned char* end = s_ + n_;
     double hashes = 0, ellipses = 0;
-    for (int64_t i = 0; i < n_; ++i) {
-      const unsigned char c = s_[i];
-      if (c != '#' && c != '.' && c != 0xE2) continue;
-      if (c == '#') ++hashes;
-      else if (c == '.' && i + 2 < n_ && s_[i + 1] == '.' && s_[i + 2] == '.') {
-        ++ellipses;
-        while (i + 1 < n_ && s_[i + 1] == '.') ++i;
-      } else if (c == 0xE2 && i + 2 < n_ && s_[i + 1] == 0x80 && s_[i + 2] == 0xA6) {
-        ++ellipses;
-        i += 2;
-      }
+    for (const unsigned char* p = s_; (p = find(p, end, '#')) != nullptr; ++p) ++hashes;
+    for (const unsigned char* p = s_; (p = find(p, end, '.')) != nullptr;) {
+      const unsigned char* run = p;
+      while (run < end && *run == '.') ++run;
+      ellipses += run - p >= 3;
+      p = run;
     }
+    for (const unsigned char* p = s_; (p = find(p, end, 0xE2)) != nullptr; ++p)
+      ellipses += end - p >= 3 && p[1] == 0x80 && p[2] == 0xA6;
     out[kHashSymbols] = hashes;
     out[kEllipses] = ellipses;
+  }
+
+  static const unsigned char* find(const unsigned char* p, const unsigned char* end, unsigned char c) {
+    return p < end ? static_cast<const unsigned char*>(std::memchr(p, c, static_cast<size_t>(end - p))) : nullptr;
   }
 
   void lines_and_paragraphs(double* out) {
@@ -294,19 +300,45 @@ class StatsComputer {
     out[kStopWords] = stop;
   }
 
-  // bounds_ = [begin0, end0, begin1, end1, ...]: every change between space and non-space.
+  // bounds_ = [begin0, end0, begin1, end1, ...]: every change between space and non-space,
+  // found from 64-bit masks of the space bytes (64 bytes at a time), one step per boundary.
   void word_bounds() {
-    bounds_.resize(n_ + 1);
-    int64_t k = 0;
-    bool in_space = true;
-    for (int64_t i = 0; i < n_; ++i) {
-      const bool space = is_space_byte(s_[i]);
-      bounds_[k] = i;
-      k += space != in_space;
-      in_space = space;
+    bounds_.clear();
+    uint64_t previous_space = 1;  // before the text: as if a space
+    for (int64_t block = 0; block < n_; block += 64) {
+      const int64_t len = std::min<int64_t>(64, n_ - block);
+      const uint64_t space = space_mask(s_ + block, len);
+      uint64_t changes = space ^ ((space << 1) | previous_space);
+      if (len < 64) changes &= (uint64_t{1} << len) - 1;
+      for (; changes != 0; changes &= changes - 1) bounds_.push_back(block + __builtin_ctzll(changes));
+      previous_space = (space >> (len - 1)) & 1;
     }
-    if (!in_space) bounds_[k++] = n_;
-    bounds_.resize(k);
+    if (bounds_.size() % 2 == 1) bounds_.push_back(n_);
+  }
+
+  // Bit i: s[i] is ASCII whitespace (is_space_byte), for i < len <= 64.
+  static uint64_t space_mask(const unsigned char* s, int64_t len) {
+    uint64_t mask = 0;
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, s + i, 8);
+      mask |= space_bits8(w) << i;
+    }
+    for (; i < len; ++i) mask |= static_cast<uint64_t>(is_space_byte(s[i])) << i;
+    return mask;
+  }
+
+  // 8 bits, one per byte of w (first byte lowest): ' ' or '\t'..'\r'. Per byte, with bit 7
+  // forced on so no subtraction borrows across bytes: (b | 0x80) - k has bit 7 set iff
+  // (b & 0x7F) >= k.
+  static uint64_t space_bits8(uint64_t w) {
+    constexpr uint64_t kOnes = 0x0101010101010101ULL, kHigh = 0x8080808080808080ULL;
+    const uint64_t low7 = w | kHigh, ascii = ~w & kHigh;
+    const uint64_t ge_tab = low7 - 0x09 * kOnes, ge_cr_next = low7 - 0x0E * kOnes;
+    const uint64_t ge_space = low7 - 0x20 * kOnes, ge_space_next = low7 - 0x21 * kOnes;
+    const uint64_t space = ascii & ((ge_tab & ~ge_cr_next) | (ge_space & ~ge_space_next)) & kHigh;
+    return ((space >> 7) * 0x0102040810204080ULL) >> 56;  // gathers bit 0 of each byte
   }
 
   // The bytes [b, e) 8 at a time (the last chunk zero-padded): a strong hash of them and their

@@ -10,14 +10,43 @@ namespace {
 uint32_t lower(uint32_t c) { return c - 'A' < 26u ? c | 0x20 : c; }
 
 template <typename Char>
+bool matches_at(const Char* s, const std::string& needle) {
+  for (size_t k = 0; k < needle.size(); ++k)
+    if (lower(s[k]) != static_cast<unsigned char>(needle[k])) return false;
+  return true;
+}
+
+// Blocks of 64 starts: flags for "the first two characters match" (a loop the compiler
+// vectorizes), then a full comparison only where a flag is set, which is rare.
+template <typename Char>
 bool contains_ignore_case(const Char* s, int64_t n, const std::string& needle) {
   const int64_t m = static_cast<int64_t>(needle.size());
-  const auto first = static_cast<unsigned char>(needle[0]);
-  for (int64_t i = 0; i + m <= n; ++i) {
-    if (lower(s[i]) != first) continue;
-    int64_t k = 1;
-    while (k < m && lower(s[i + k]) == static_cast<unsigned char>(needle[k])) ++k;
-    if (k == m) return true;
+  const uint32_t c0 = static_cast<unsigned char>(needle[0]);
+  const uint32_t c1 = m > 1 ? static_cast<unsigned char>(needle[1]) : 0;
+  const int64_t starts = n - m + 1;
+  uint8_t hit[64];
+  for (int64_t base = 0; base < starts; base += 64) {
+    const int64_t len = std::min<int64_t>(64, starts - base);
+    const Char* p = s + base;
+    uint8_t any = 0;
+    // lower(c) == x implies c | 0x20 == x | 0x20: a superset of the starts, without branches
+    // (the compiler vectorizes these loops); matches_at then compares exactly.
+    const Char a0 = static_cast<Char>(c0 | 0x20), a1 = static_cast<Char>(c1 | 0x20);
+    if (m > 1) {
+      for (int64_t j = 0; j < len; ++j) {
+        hit[j] = static_cast<uint8_t>((static_cast<Char>(p[j] | 0x20) == a0) &
+                                      (static_cast<Char>(p[j + 1] | 0x20) == a1));
+        any |= hit[j];
+      }
+    } else {
+      for (int64_t j = 0; j < len; ++j) {
+        hit[j] = static_cast<uint8_t>(static_cast<Char>(p[j] | 0x20) == a0);
+        any |= hit[j];
+      }
+    }
+    if (!any) continue;
+    for (int64_t j = 0; j < len; ++j)
+      if (hit[j] && matches_at(p + j, needle)) return true;
   }
   return false;
 }

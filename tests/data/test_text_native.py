@@ -105,9 +105,10 @@ def test_lower_to_ascii_matches_this_pythons_unicode_data():
 
 
 SEARCH_PIECES = ["lorem", "LOREM", "Lorem", " ", "ipsum", "IpSuM", "\u0130", "\u212a", "k", "i\u0307", "\u00e9",
-                 "\u03a3", "\U0001f600", "x", "lo", "rem ip", "sum", "\n"]
-search_texts = st.lists(st.sampled_from(SEARCH_PIECES), max_size=20).map("".join)
-NEEDLE_SETS = [["lorem ipsum"], ["ipsum", "kx"], ["k"], ["i\u0307"], [""], ["\u00e9"], ["lorem ipsum", "\u03c3"]]
+                 "\u03a3", "\U0001f600", "x", "lo", "rem ip", "sum", "\n", "@", "`", "[", "{", "_", "\x7f", "K"]
+search_texts = st.lists(st.sampled_from(SEARCH_PIECES), max_size=40).map("".join)
+NEEDLE_SETS = [["lorem ipsum"], ["ipsum", "kx"], ["k"], ["i\u0307"], [""], ["\u00e9"], ["lorem ipsum", "\u03c3"],
+               ["@"], ["[k"], ["_x", "`"], ["{"], ["x\x7f"]]
 
 
 @settings(max_examples=300, deadline=None)
