@@ -312,10 +312,32 @@ def _scan(text: str) -> tuple[int, list[tuple[int, int]]]:
     return bits, list(zip(bounds[::2], bounds[1::2])) if bounds else []
 
 
+def _anchor_bits_ref(text: str) -> int:
+    """The reference for the scan's anchor bits, with Python's substring tests and _IPV6_HINT."""
+    bits = sum(1 << k for k, (_, hints, _) in enumerate(_SECRETS) if any(h in text for h in hints))
+    if not text.isascii() or any(w in text.lower() for w in _SECRET_WORDS):
+        bits |= _SECRET_WORD
+    if "@" in text:
+        bits |= _HAS_AT
+    if ":" in text and _IPV6_HINT.search(text):
+        bits |= _IPV6_BIT
+    if ":" in text or "=" in text:
+        bits |= _ASSIGN_CHAR
+    return bits
+
+
 def detect(text: str, types: Iterable[str] = PII_TYPES) -> list[Match]:
     """Non-overlapping matches in text order; on overlap the higher-priority type wins."""
-    wanted = set(types)
     bits, windows = _scan(text)
+    return _detect(text, set(types), bits, windows)
+
+
+def detect_ref(text: str, types: Iterable[str] = PII_TYPES) -> list[Match]:
+    """detect() with the anchors and windows found by the Python references (the plain regex way)."""
+    return _detect(text, set(types), _anchor_bits_ref(text), _digit_windows_ref(text))
+
+
+def _detect(text: str, wanted: set[str], bits: int, windows: list[tuple[int, int]]) -> list[Match]:
     found: list[Match] = []
     if "SECRET" in wanted:
         found.extend(_find_secrets(text, bits))
@@ -340,7 +362,15 @@ def detect(text: str, types: Iterable[str] = PII_TYPES) -> list[Match]:
 
 def redact(text: str, types: Iterable[str] = PII_TYPES) -> tuple[str, dict[str, int]]:
     """(text with each match replaced by <TYPE>, {type: count})."""
-    matches = detect(text, types)
+    return _redacted(text, detect(text, types))
+
+
+def redact_ref(text: str, types: Iterable[str] = PII_TYPES) -> tuple[str, dict[str, int]]:
+    """redact() over detect_ref(): the reference the benchmark compares with."""
+    return _redacted(text, detect_ref(text, types))
+
+
+def _redacted(text: str, matches: list[Match]) -> tuple[str, dict[str, int]]:
     if not matches:
         return text, {}
     parts, counts, pos = [], {}, 0

@@ -62,25 +62,12 @@ PII_PIECES = ["0", "7", "9", "\u0966", "\u096f", "\uff11", "\U0001d7ce", "\u00b2
 pii_texts = st.lists(st.sampled_from(PII_PIECES), max_size=40).map("".join)
 
 
-def _expected_anchor_bits(text: str) -> int:
-    bits = sum(1 << k for k, (_, hints, _) in enumerate(pii._SECRETS) if any(h in text for h in hints))
-    if any(w in text.lower() for w in pii._SECRET_WORDS) or not text.isascii():
-        bits |= pii._SECRET_WORD
-    if "@" in text:
-        bits |= pii._HAS_AT
-    if pii._IPV6_HINT.search(text):
-        bits |= pii._IPV6_BIT
-    if ":" in text or "=" in text:
-        bits |= pii._ASSIGN_CHAR
-    return bits
-
-
 @settings(max_examples=500, deadline=None)
 @given(text=pii_texts)
 def test_pii_scan_matches_regex_references(text):
     bits, windows = pii._scan(text)
     assert windows == pii._digit_windows_ref(text)
-    assert bits == _expected_anchor_bits(text)
+    assert bits == pii._anchor_bits_ref(text)
 
 
 @settings(max_examples=200, deadline=None)
@@ -88,13 +75,21 @@ def test_pii_scan_matches_regex_references(text):
 def test_pii_scan_on_any_text(text):
     bits, windows = pii._scan(text)
     assert windows == pii._digit_windows_ref(text)
-    assert bits == _expected_anchor_bits(text)
+    assert bits == pii._anchor_bits_ref(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=pii_texts)
+def test_detect_matches_reference(text):
+    for types in (pii.PII_TYPES, ["SECRET"], ["PHONE", "IP"]):
+        assert pii.detect(text, types) == pii.detect_ref(text, types)
+        assert pii.redact(text, types) == pii.redact_ref(text, types)
 
 
 @pytest.mark.parametrize("text", ["", "1", "12", "123", "1234", "1.2.3", "1 - 2", "(555) 123-4567 and 1..2",
                                   "9" * 200, "x" * 100 + "1 2 3" + "y" * 100, "\u0967\u0968-\u0969\u096a"])
 def test_pii_scan_edge_cases(text):
-    assert pii._scan(text) == (_expected_anchor_bits(text), pii._digit_windows_ref(text))
+    assert pii._scan(text) == (pii._anchor_bits_ref(text), pii._digit_windows_ref(text))
 
 
 # ---- forbidden substrings (csrc/cpu/text_search.cpp) ---------------------------------------------
