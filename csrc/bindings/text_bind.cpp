@@ -138,10 +138,11 @@ py::tuple pii_scan(const text::PiiScanner& scanner, const py::handle obj) {
 const BindingRegistrar registrar("text", [](py::module_& m) {
   py::class_<text::PiiScanner>(m, "PiiScanner")
       .def(py::init([](const std::vector<std::vector<std::string>>& hint_groups,
-                       const std::vector<std::string>& words, int64_t margin) {
-             return text::PiiScanner(hint_groups, words, margin, &python_is_decimal);
+                       const std::vector<std::string>& words, const std::vector<uint32_t>& lower_to_ascii,
+                       int64_t margin) {
+             return text::PiiScanner(hint_groups, words, lower_to_ascii, margin, &python_is_decimal);
            }),
-           py::arg("hint_groups"), py::arg("words"), py::arg("margin"))
+           py::arg("hint_groups"), py::arg("words"), py::arg("lower_to_ascii"), py::arg("margin"))
       .def("scan", &pii_scan, py::arg("text"));
   m.def("contains_any_lowered", &contains_any_lowered, py::arg("texts"), py::arg("needles"), py::arg("unsafe"));
   m.attr("SECRET_WORD") = 1u << text::kSecretWord;

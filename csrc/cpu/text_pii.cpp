@@ -29,8 +29,9 @@ bool PiiScanner::matches(const Hint& h, const Char* s, int64_t available) {
 }
 
 PiiScanner::PiiScanner(const std::vector<std::vector<std::string>>& hint_groups,
-                       const std::vector<std::string>& words, int64_t margin, DecimalTest is_decimal)
-    : margin_(margin), is_decimal_(is_decimal) {
+                       const std::vector<std::string>& words, const std::vector<uint32_t>& lower_to_ascii,
+                       int64_t margin, DecimalTest is_decimal)
+    : lower_to_ascii_(lower_to_ascii), margin_(margin), is_decimal_(is_decimal) {
   FASTLLM_CHECK(hint_groups.size() <= kSecretWord, "pii: at most ", kSecretWord, " hint groups, got ",
                 hint_groups.size());
   for (size_t g = 0; g < hint_groups.size(); ++g)
@@ -55,7 +56,8 @@ uint32_t PiiScanner::hints(const Char* s, int64_t n) const {
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t c = s[i];
     if (c >= 128) {
-      bits |= 1u << kSecretWord;
+      if (std::find(lower_to_ascii_.begin(), lower_to_ascii_.end(), c) != lower_to_ascii_.end())
+        bits |= 1u << kSecretWord;
       continue;
     }
     if (c == '@') bits |= 1u << kHasAt;

@@ -4,8 +4,9 @@
 //   hint bits      bit k: one of the k-th group of hint strings occurs (the secret detectors'
 //                  literal prefixes); plus kHasAt ('@'), kIpv6Hint ("[0-9A-Fa-f]:[0-9A-Fa-f]|::"),
 //                  kAssignChar (':' or '=') and kSecretWord: one of the words occurs in
-//                  text.lower(), or may (the text has a non-ASCII character, whose lowercase can
-//                  be an ASCII letter, as U+212A KELVIN SIGN's is 'k')
+//                  text.lower(), or may: the text holds one of `lower_to_ascii`, the characters
+//                  whose lowercase holds ASCII (U+212A KELVIN SIGN -> 'k'); without them, an ASCII
+//                  word occurs in text.lower() just where it occurs ignoring ASCII case
 //   digit windows  the matches of "\d[\d \-./()]{2,}\d" (\d: any Unicode decimal digit, as in
 //                  Python's re), each widened by `margin` on both sides and clamped to the text,
 //                  overlapping or touching windows merged: what pii._digit_windows_ref returns
@@ -29,7 +30,7 @@ class PiiScanner {
  public:
   // words: lowercase ASCII.
   PiiScanner(const std::vector<std::vector<std::string>>& hint_groups, const std::vector<std::string>& words,
-             int64_t margin, DecimalTest is_decimal);
+             const std::vector<uint32_t>& lower_to_ascii, int64_t margin, DecimalTest is_decimal);
 
   // Returns the hint bits; windows gets [begin0, end0, begin1, end1, ...].
   template <typename Char>
@@ -51,6 +52,7 @@ class PiiScanner {
   bool is_digit(uint32_t c) const { return c < 128 ? c - '0' < 10u : is_decimal_(c); }
 
   std::vector<Hint> hints_[128];  // by first character (both cases for the words)
+  std::vector<uint32_t> lower_to_ascii_;
   int64_t margin_;
   DecimalTest is_decimal_;
 };

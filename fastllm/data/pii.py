@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from fastllm import _ext
+from fastllm.data.script import LOWER_TO_ASCII
 
 PII_TYPES = ("SECRET", "EMAIL", "IBAN", "CREDIT_CARD", "ID_NUMBER", "IP", "PHONE")
 
@@ -293,6 +294,8 @@ def _digit_windows_ref(text: str) -> list[tuple[int, int]]:
 # csrc/cpu/text_pii.h).
 _SECRET_WORD, _HAS_AT, _IPV6_BIT, _ASSIGN_CHAR = 1 << 28, 1 << 29, 1 << 30, 1 << 31
 _ANY_SECRET_HINT = (1 << len(_SECRETS)) - 1
+_ANCHORS = _ANY_SECRET_HINT | _HAS_AT | _IPV6_BIT  # each lets a detector run
+_ASSIGNMENT = _SECRET_WORD | _ASSIGN_CHAR  # both needed for an assigned secret
 
 
 @functools.cache
@@ -301,12 +304,13 @@ def _scanner():
     if (text.SECRET_WORD, text.HAS_AT, text.IPV6_HINT, text.ASSIGN_CHAR) != (_SECRET_WORD, _HAS_AT, _IPV6_BIT,
                                                                               _ASSIGN_CHAR):
         raise RuntimeError("fastllm._C.text anchor bits differ from fastllm.data.pii's; rebuild with `make build`")
-    return text.PiiScanner([list(hints) for _, hints, _ in _SECRETS], list(_SECRET_WORDS), _WINDOW_MARGIN)
+    return text.PiiScanner([list(hints) for _, hints, _ in _SECRETS], list(_SECRET_WORDS), list(LOWER_TO_ASCII),
+                           _WINDOW_MARGIN)
 
 
 def _scan(text: str) -> tuple[int, list[tuple[int, int]]]:
     """(anchor bits, digit windows); bit k: a hint of _SECRETS[k] occurs; _SECRET_WORD: one of
-    _SECRET_WORDS occurs in text.lower() (or may: non-ASCII text); _HAS_AT: '@'; _IPV6_BIT:
+    _SECRET_WORDS occurs in text.lower() (or may: the text holds one of LOWER_TO_ASCII); _HAS_AT: '@'; _IPV6_BIT:
     _IPV6_HINT matches; _ASSIGN_CHAR: ':' or '='. The windows are _digit_windows_ref's."""
     bits, bounds = _scanner().scan(text)
     return bits, list(zip(bounds[::2], bounds[1::2])) if bounds else []
@@ -315,7 +319,7 @@ def _scan(text: str) -> tuple[int, list[tuple[int, int]]]:
 def _anchor_bits_ref(text: str) -> int:
     """The reference for the scan's anchor bits, with Python's substring tests and _IPV6_HINT."""
     bits = sum(1 << k for k, (_, hints, _) in enumerate(_SECRETS) if any(h in text for h in hints))
-    if not text.isascii() or any(w in text.lower() for w in _SECRET_WORDS):
+    if any(chr(c) in text for c in LOWER_TO_ASCII) or any(w in text.lower() for w in _SECRET_WORDS):
         bits |= _SECRET_WORD
     if "@" in text:
         bits |= _HAS_AT
@@ -328,8 +332,10 @@ def _anchor_bits_ref(text: str) -> int:
 
 def detect(text: str, types: Iterable[str] = PII_TYPES) -> list[Match]:
     """Non-overlapping matches in text order; on overlap the higher-priority type wins."""
-    bits, windows = _scan(text)
-    return _detect(text, set(types), bits, windows)
+    bits, bounds = _scanner().scan(text)
+    if not bounds and not bits & _ANCHORS and (bits & _ASSIGNMENT) != _ASSIGNMENT:
+        return []  # most text: no detector can match, so none runs
+    return _detect(text, set(types), bits, list(zip(bounds[::2], bounds[1::2])))
 
 
 def detect_ref(text: str, types: Iterable[str] = PII_TYPES) -> list[Match]:

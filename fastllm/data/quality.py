@@ -12,7 +12,7 @@ import numpy as np
 
 from fastllm import _ext
 from fastllm.data.minhash import default_threads
-from fastllm.data.script import allowed_script_fraction
+from fastllm.data.script import LOWER_TO_ASCII, allowed_script_fraction
 
 GOPHER_STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
 
@@ -22,10 +22,6 @@ STAT_NAMES = ("chars", "words", "word_chars", "alpha_words", "hash_symbols", "el
               "dup_paragraphs", "dup_paragraph_chars", "top_ngram_2", "top_ngram_3", "top_ngram_4",
               "dup_ngram_5", "dup_ngram_6", "dup_ngram_7", "dup_ngram_8", "dup_ngram_9", "dup_ngram_10")
 _COL = {name: i for i, name in enumerate(STAT_NAMES)}
-
-# The non-ASCII characters whose str.lower() holds ASCII (U+0130 -> "i\u0307", KELVIN SIGN -> "k");
-# tests/data/test_text_native.py checks this against the running Python's Unicode data.
-LOWER_TO_ASCII = (0x130, 0x212A)
 
 
 @dataclass

@@ -13,6 +13,12 @@ import numpy as np
 
 from fastllm.utils.errors import ConfigError
 
+# The non-ASCII characters whose str.lower() holds ASCII (U+0130 -> "i\u0307", KELVIN SIGN -> "k"),
+# so an ASCII word can occur in text.lower() only where it occurs, ASCII-case-insensitively, in a
+# text free of them (used by the C++ searches of quality.py and pii.py);
+# tests/data/test_text_native.py checks this against the running Python's Unicode data.
+LOWER_TO_ASCII = (0x130, 0x212A)
+
 _TABLE_SIZE = 0x30000  # the scripts used for text live below U+30000; above counts as "other"
 NOT_LETTER, ALLOWED, OTHER = 0, 1, 2
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from fastllm import _ext
 from fastllm.data import pii
 from fastllm.data.normalize import NormalizeConfig, Normalizer, normalize_ref
-from fastllm.data.quality import LOWER_TO_ASCII
+from fastllm.data.script import LOWER_TO_ASCII
 
 SPECIAL = ("\x00\x01\x08\t\n\x0b\x0c\r\x0e\x1b\x1c\x1f \x7f\x80\x85\x9f\xa0\u1680\u2000\u200a\u200b\u200c"
            "\u200e\u200f\u2028\u2029\u202f\u205f\u2060\u3000\ufeff\ufffe\uffff\ud800\udfff\U0001f600"
