@@ -62,10 +62,13 @@ int contains_any_lowered(const Char* s, int64_t n, const std::vector<std::string
                          const std::vector<uint32_t>& unsafe) {
   for (const std::string& needle : needles)
     if (!is_ascii(needle)) return -1;
-  if (sizeof(Char) > 1)
-    for (int64_t i = 0; i < n; ++i)
-      if (s[i] >= 0x80 && std::find(unsafe.begin(), unsafe.end(), static_cast<uint32_t>(s[i])) != unsafe.end())
-        return -1;
+  for (const uint32_t u : unsafe) {
+    if (u > static_cast<Char>(~Char{0})) continue;  // not in this kind of string (U+0130 in Latin-1)
+    const Char c = static_cast<Char>(u);
+    int64_t found = 0;  // a count, not an early exit: the compiler vectorizes the scan
+    for (int64_t i = 0; i < n; ++i) found += s[i] == c;
+    if (found) return -1;
+  }
   for (const std::string& needle : needles)
     if (needle.empty() || contains_ignore_case(s, n, needle)) return 1;
   return 0;
