@@ -5,6 +5,8 @@ Every threshold can be switched off with null."""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -77,6 +79,95 @@ def text_stats(texts: Sequence[str], stop_words: Sequence[str] = GOPHER_STOP_WOR
         _ext.cpu().minhash.text_stats(texts, [w.lower() for w in stop_words], out.ctypes.data,
                                       num_threads or default_threads())
     return out
+
+
+# ---- the reference for text_stats: the same statistics with Python strings, one text at a time ----
+
+_ASCII_SPACE = " \t\n\x0b\x0c\r"
+_ASCII_PUNCT = "".join(chr(c) for c in range(128) if not chr(c).isalnum() and chr(c) not in _ASCII_SPACE)
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_BULLETS = set("-*\u2022\u2023\u25e6\u25aa\u25cf\u25cb\u00b7\u2043\u25a0")
+
+
+def _is_letter(ch: str) -> bool:
+    """The C++ letter test: ASCII letters, and non-ASCII outside the symbol and emoji ranges."""
+    cp = ord(ch)
+    if cp < 0x80:
+        return "a" <= ch.lower() <= "z"
+    return not (cp < 0xC0 or cp in (0xD7, 0xF7) or 0x2000 <= cp <= 0x2BFF or 0x3000 <= cp <= 0x303F
+                or 0xFF00 <= cp <= 0xFF0F or cp >= 0x1F000)
+
+
+def _line_stats(text: str, out: dict[str, float]) -> None:
+    seen_lines: set[str] = set()
+    seen_paragraphs: set[str] = set()
+    paragraphs: list[tuple[int, int]] = []
+    start, paragraph = 0, None
+    for line in text.split("\n"):
+        b = start + len(line) - len(line.lstrip(_ASCII_SPACE))
+        e = start + len(line.rstrip(_ASCII_SPACE))
+        start += len(line) + 1
+        if b >= e:
+            if paragraph:
+                paragraphs.append(paragraph)
+            paragraph = None
+            continue
+        paragraph = (paragraph[0] if paragraph else b, e)
+        trimmed = text[b:e]
+        out["lines"] += 1
+        out["bullet_lines"] += trimmed[0] in _BULLETS
+        out["ellipsis_lines"] += trimmed.endswith(("...", "\u2026"))
+        if trimmed in seen_lines:
+            out["dup_lines"] += 1
+            out["dup_line_chars"] += len(trimmed)
+        seen_lines.add(trimmed)
+    if paragraph:
+        paragraphs.append(paragraph)
+    for b, e in paragraphs:
+        out["paragraphs"] += 1
+        if text[b:e] in seen_paragraphs:
+            out["dup_paragraphs"] += 1
+            out["dup_paragraph_chars"] += e - b
+        seen_paragraphs.add(text[b:e])
+
+
+def _repetition_stats(words: list[str], out: dict[str, float]) -> None:
+    total = out["word_chars"]
+    if total <= 0:
+        return
+    for n in (2, 3, 4):
+        counts = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+        top = max(counts.values(), default=0)
+        if top >= 2:
+            chars = max(sum(map(len, gram)) for gram, count in counts.items() if count == top)
+            out[f"top_ngram_{n}"] = float(top) * float(chars) / total
+    for n in range(5, 11):
+        seen: set[tuple[str, ...]] = set()
+        covered = [False] * len(words)
+        for i in range(len(words) - n + 1):
+            gram = tuple(words[i:i + n])
+            if gram in seen:
+                covered[i:i + n] = [True] * n
+            seen.add(gram)
+        out[f"dup_ngram_{n}"] = float(sum(len(w) for w, c in zip(words, covered) if c)) / total
+
+
+def text_stats_ref(text: str, stop_words: Sequence[str] = GOPHER_STOP_WORDS) -> list[float]:
+    """One row of text_stats, from Python strings: words split on ASCII whitespace, "chars" code
+    points; exact string comparisons where the C++ compares 64-bit hashes."""
+    out = dict.fromkeys(STAT_NAMES, 0.0)
+    out["chars"] = len(text)
+    out["hash_symbols"] = text.count("#")
+    out["ellipses"] = len(re.findall(r"\.{3,}", text)) + text.count("\u2026")
+    _line_stats(text, out)
+    words = [w for w in re.split(f"[{_ASCII_SPACE}]+", text) if w]
+    stop = {w.lower() for w in stop_words} - {""}
+    out["words"] = len(words)
+    out["word_chars"] = sum(map(len, words))
+    out["alpha_words"] = sum(any(map(_is_letter, w)) for w in words)
+    out["stop_words"] = sum(w.strip(_ASCII_PUNCT).translate(_ASCII_LOWER) in stop for w in words) if stop else 0
+    _repetition_stats(words, out)
+    return [float(out[name]) for name in STAT_NAMES]
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
-"""The C++ text cleaning (fastllm._C.text, csrc/cpu/text_*.cpp) against the Python references it
-replaces, on hypothesis-generated text drawn from the characters each step treats specially
-(controls, line breaks, Unicode spaces, surrogates, combining marks) mixed with ordinary ones, in
-every kind of Python string (Latin-1, UCS-2, UCS-4). No ISA-specific code: one path to test."""
+"""The C++ text cleaning (fastllm._C.text, csrc/cpu/text_*.cpp, and the quality statistics of
+csrc/cpu/minhash_textstats.cpp) against the Python references they replace, on hypothesis-generated
+text drawn from the characters each step treats specially (controls, line breaks, Unicode spaces,
+surrogates, combining marks, digits of every script, secret prefixes, repeated words) mixed with
+ordinary ones, in every kind of Python string (Latin-1, UCS-2, UCS-4). No ISA-specific code: one
+path to test."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from fastllm import _ext
 from fastllm.data import pii
 from fastllm.data.normalize import NormalizeConfig, Normalizer, normalize_ref
+from fastllm.data.quality import GOPHER_STOP_WORDS, text_stats, text_stats_ref
 from fastllm.data.script import LOWER_TO_ASCII
 
 SPECIAL = ("\x00\x01\x08\t\n\x0b\x0c\r\x0e\x1b\x1c\x1f \x7f\x80\x85\x9f\xa0\u1680\u2000\u200a\u200b\u200c"
@@ -115,3 +118,32 @@ def test_contains_any_lowered_matches_python(batch):
             expected = any(s in text.lower() for s in needles)
             assert hit == -1 or bool(hit) == expected, (text, needles)
             assert hit != -1 or not text.isascii() or not all(s.isascii() for s in needles)
+
+
+# ---- quality statistics (csrc/cpu/minhash_textstats.cpp) ----------------------------------------
+
+STATS_PIECES = ["the", "The", "THE", "(the)", "and,", "of", "to", "be", "with", "that", "have", "lord", "LORD",
+                "said", "unto", "caf\u00e9", "\u092d\u093e\u0930\u0924", "\U0001f600", "#", "...", "....", "..",
+                "\u2026", "- ", "* ", "\u2022", "x" * 12, "word.", "42", "\u00d7", " ", " ", " ", "\n", "\n",
+                "\n\n", "\t", " \n ", "\r\n", "\x0b", "\x1c", "\u00a0"]
+stats_texts = st.lists(st.sampled_from(STATS_PIECES), max_size=120).map(" ".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(batch=st.lists(stats_texts, min_size=1, max_size=6))
+def test_text_stats_match_reference(batch):
+    got = text_stats(batch, num_threads=1)
+    for text, row in zip(batch, got):
+        assert row.tolist() == text_stats_ref(text), text
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200),
+       stop_words=st.sampled_from([GOPHER_STOP_WORDS, [], ["", "a"], ["extraordinarily"], ["\u00e9t\u00e9"]]))
+def test_text_stats_match_reference_on_any_text(text, stop_words):
+    assert text_stats([text], stop_words, num_threads=1)[0].tolist() == text_stats_ref(text, stop_words)
+
+
+def test_text_stats_on_repetitive_text():
+    text = " ".join(["and the lord said unto moses"] * 40 + ["the end of it all ..."] * 3)
+    assert text_stats([text], num_threads=1)[0].tolist() == text_stats_ref(text)
