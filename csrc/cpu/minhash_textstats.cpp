@@ -100,12 +100,13 @@ class NgramCounter {
       generation_ = 1;
     }
     mask_ = static_cast<uint64_t>(capacity - 1);
+    shift_ = 64 - __builtin_ctzll(static_cast<uint64_t>(capacity));
   }
 
   // Counts one occurrence of `key` at `position`; returns the index of its slot.
   int64_t add(uint64_t key, int64_t position) {
     if (key == 0) key = 1;
-    for (uint64_t i = key & mask_;; i = (i + 1) & mask_) {
+    for (uint64_t i = key >> shift_;; i = (i + 1) & mask_) {  // the top bits: the best mixed
       Slot& slot = slots_[i];
       if (slot.generation != generation_) {
         slot = {key, position, generation_, 1};
@@ -123,6 +124,7 @@ class NgramCounter {
  private:
   std::vector<Slot> slots_;
   uint64_t mask_ = 0;
+  int shift_ = 60;
   uint32_t generation_ = 0;
 };
 
@@ -391,7 +393,7 @@ class StatsComputer {
     slots_.clear();
     for (const int64_t i : positions_) {
       chain_[i] = (chain_[i] ^ word_hashes_[i + n - 1]) * 0xff51afd7ed558ccdULL + 0x632BE59BD9B4E019ULL;
-      slots_.push_back(table_.add(mix64(chain_[i]), i));
+      slots_.push_back(table_.add(chain_[i], i));  // ngram_hash is mix64 of it: a bijection
     }
     for (size_t k = 0; k < positions_.size(); ++k) repeats_[positions_[k]] = table_.slot(slots_[k]).count > 1;
   }
