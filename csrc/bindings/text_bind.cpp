@@ -114,25 +114,54 @@ py::list contains_any_lowered(const py::list& texts, const std::vector<std::stri
 
 bool python_is_decimal(uint32_t c) { return Py_UNICODE_ISDECIMAL(static_cast<Py_UCS4>(c)) != 0; }
 
-// (hint bits, [window begin, end, ...]) for one text. Holds the GIL: it is a microsecond's work
-// per document, less than releasing and taking back the GIL would cost.
-py::tuple pii_scan(const text::PiiScanner& scanner, const py::handle obj) {
-  const StrItem item = str_item(obj);
-  std::vector<int64_t> windows;
-  uint32_t bits = 0;
+template <typename Char>
+uint32_t scan_as(const text::PiiScanner& scanner, const StrItem& item, std::vector<int64_t>& windows) {
+  return scanner.scan(static_cast<const Char*>(item.data), item.length, windows);
+}
+
+uint32_t scan_item(const text::PiiScanner& scanner, const StrItem& item, std::vector<int64_t>& windows) {
   switch (item.kind) {
     case PyUnicode_1BYTE_KIND:
-      bits = scanner.scan(static_cast<const uint8_t*>(item.data), item.length, windows);
-      break;
+      return scan_as<uint8_t>(scanner, item, windows);
     case PyUnicode_2BYTE_KIND:
-      bits = scanner.scan(static_cast<const uint16_t*>(item.data), item.length, windows);
-      break;
+      return scan_as<uint16_t>(scanner, item, windows);
     default:
-      bits = scanner.scan(static_cast<const uint32_t*>(item.data), item.length, windows);
+      return scan_as<uint32_t>(scanner, item, windows);
   }
+}
+
+py::tuple bits_and_bounds(uint32_t bits, const std::vector<int64_t>& windows) {
   py::tuple bounds(windows.size());
   for (size_t i = 0; i < windows.size(); ++i) bounds[i] = py::int_(windows[i]);
   return py::make_tuple(bits, bounds);
+}
+
+// pii_scan for many texts, without the GIL while scanning; None for a text with no digit window,
+// none of `anchors` and not all of `together` (no detector can match there).
+py::list pii_scan_many(const text::PiiScanner& scanner, const py::list& texts, uint32_t anchors, uint32_t together) {
+  std::vector<StrItem> items;
+  items.reserve(texts.size());
+  for (const py::handle obj : texts) items.push_back(str_item(obj));
+  std::vector<uint32_t> bits(items.size());
+  std::vector<std::vector<int64_t>> windows(items.size());
+  {
+    py::gil_scoped_release release;
+    for (size_t i = 0; i < items.size(); ++i) bits[i] = scan_item(scanner, items[i], windows[i]);
+  }
+  py::list out(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const bool nothing = windows[i].empty() && !(bits[i] & anchors) && (bits[i] & together) != together;
+    out[i] = nothing ? py::object(py::none()) : py::object(bits_and_bounds(bits[i], windows[i]));
+  }
+  return out;
+}
+
+// (hint bits, [window begin, end, ...]) for one text. Holds the GIL: it is a microsecond's work
+// per document, less than releasing and taking back the GIL would cost.
+py::tuple pii_scan(const text::PiiScanner& scanner, const py::handle obj) {
+  std::vector<int64_t> windows;
+  const uint32_t bits = scan_item(scanner, str_item(obj), windows);
+  return bits_and_bounds(bits, windows);
 }
 
 const BindingRegistrar registrar("text", [](py::module_& m) {
@@ -143,7 +172,8 @@ const BindingRegistrar registrar("text", [](py::module_& m) {
              return text::PiiScanner(hint_groups, words, lower_to_ascii, margin, &python_is_decimal);
            }),
            py::arg("hint_groups"), py::arg("words"), py::arg("lower_to_ascii"), py::arg("margin"))
-      .def("scan", &pii_scan, py::arg("text"));
+      .def("scan", &pii_scan, py::arg("text"))
+      .def("scan_many", &pii_scan_many, py::arg("texts"), py::arg("anchors"), py::arg("together"));
   m.def("contains_any_lowered", &contains_any_lowered, py::arg("texts"), py::arg("needles"), py::arg("unsafe"));
   m.attr("SECRET_WORD") = 1u << text::kSecretWord;
   m.attr("HAS_AT") = 1u << text::kHasAt;

@@ -17,7 +17,7 @@ from fastllm.data.decontam import EvalIndex, load_eval_index
 from fastllm.data.document import Document, Quarantined
 from fastllm.data.markers import mark_part
 from fastllm.data.normalize import Normalizer
-from fastllm.data.pii import redact
+from fastllm.data.pii import redact_many
 from fastllm.data.quality import QualityFilter
 from fastllm.data.readers import FileReader, ReaderOptions
 from fastllm.data.stats import StageStats
@@ -175,10 +175,11 @@ class CleanTask:
 
     def _pii(self, docs: list[Document]) -> list[Document]:
         st, config = self.stats["pii"], self.c.config.pii
-        for d in docs:
+        redacted = redact_many([d.text for d in docs], config.types) if config.enabled else [None] * len(docs)
+        for d, result in zip(docs, redacted):
             st.seen(d.source, d.nbytes)
-            if config.enabled:
-                d.text, counts = redact(d.text, config.types)
+            if result is not None:
+                d.text, counts = result
                 for pii_type, n in counts.items():
                     st.count(f"redactions:{d.source}", pii_type, n)
             st.kept(d.source, d.nbytes)

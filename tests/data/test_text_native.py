@@ -89,6 +89,21 @@ def test_detect_matches_reference(text):
         assert pii.redact(text, types) == pii.redact_ref(text, types)
 
 
+@settings(max_examples=200, deadline=None)
+@given(batch=st.lists(pii_texts, max_size=8))
+def test_redact_many_matches_reference(batch):
+    for types in (pii.PII_TYPES, ["EMAIL", "ID_NUMBER"]):
+        assert pii.redact_many(batch, types) == [pii.redact_ref(t, types) for t in batch]
+
+
+@pytest.mark.parametrize("part", ["pii", "web", "tricky"])
+def test_redact_many_on_golden_corpus(part):
+    from tests.data.test_clean_golden import corpus
+
+    texts = list(corpus(part))
+    assert pii.redact_many(texts) == [pii.redact(t) for t in texts]
+
+
 @pytest.mark.parametrize("text", ["", "1", "12", "123", "1234", "1.2.3", "1 - 2", "(555) 123-4567 and 1..2",
                                   "9" * 200, "x" * 100 + "1 2 3" + "y" * 100, "\u0967\u0968-\u0969\u096a"])
 def test_pii_scan_edge_cases(text):
