@@ -67,9 +67,8 @@ def model_tokenizer(model: Path, tokenizer: Path | None) -> ModelTokenizer:
         info = read_gguf_tokenizer(model)
         tok, template = info.tokenizer, info.chat_template
         prefix = (info.bos_id,) if info.add_bos and info.bos_id is not None else ()
-        extra = () if info.eos_id is None else (info.eos_id,)
     else:
-        tok, template, prefix, extra = load_tokenizer(model, tokenizer), None, (), ()
+        tok, template, prefix = load_tokenizer(model, tokenizer), None, ()
         config_file = (Path(tokenizer) if tokenizer is not None else model)
         config_file = (config_file if config_file.is_dir() else config_file.parent) / "tokenizer_config.json"
         if config_file.is_file():
@@ -77,7 +76,8 @@ def model_tokenizer(model: Path, tokenizer: Path | None) -> ModelTokenizer:
                 template = json.loads(config_file.read_text(encoding="utf-8")).get("chat_template")
             except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
                 template = None
-    stops = extra + tuple(tok.special_tokens[name] for name in END_OF_TURN if name in tok.special_tokens)
+    stops = [tok.eos_id] + [tok.special_tokens.get(name) for name in END_OF_TURN]
+    stops = tuple(dict.fromkeys(i for i in stops if i is not None))
     return ModelTokenizer(tok, prefix, stops, template if isinstance(template, str) else None)
 
 

@@ -135,7 +135,8 @@ def run_info(config: InfoConfig) -> int:
     tok = Tokenizer.from_file(config.tokenizer)
     report = {"path": str(config.tokenizer), "vocab_size": tok.vocab_size, "merges": len(tok.merges),
               "pattern": tok.pattern, "ignore_merges": tok.ignore_merges, "special_tokens": tok.special_tokens,
-              "bos_id": tok.bos_id, "eos_id": tok.eos_id, "hash": tok.hash()}
+              "bos_id": tok.bos_id, "eos_id": tok.eos_id, "unk_id": tok.unk_id, "pad_id": tok.pad_id,
+              "hash": tok.hash()}
     if config.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:

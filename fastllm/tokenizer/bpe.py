@@ -13,6 +13,11 @@ tokens follow tiktoken: by default their text in the input is an error (`disallo
 `"special": false`) are always encoded as their ids, as `tokenizers` does; these options govern
 special tokens only. Strings with lone surrogates (which have no
 UTF-8 form) are encoded with each lone surrogate replaced by U+FFFD, as tiktoken does.
+
+bos_id / eos_id / unk_id / pad_id are the ids the tokenizer's source states (a GGUF file's
+tokenizer.ggml.*_token_id, the tokenizer_config.json beside a tokenizer.json); where it states
+none, bos and eos are guessed from the token names (<|begin_of_text|>, <|end_of_text|>,
+<|endoftext|>) and pad from <|pad|>.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +38,8 @@ from fastllm.utils.errors import FastLLMError
 BOS_TOKEN = "<|begin_of_text|>"
 EOS_TOKEN = "<|end_of_text|>"
 GPT2_EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|pad|>"
+SPECIAL_ROLES = ("bos", "eos", "unk", "pad")  # the keys of Tokenizer(special_ids=...)
 
 SpecialSet = Literal["all"] | Iterable[str]
 
@@ -72,11 +79,12 @@ class Tokenizer:
 
     tokens[id] holds the bytes of model token `id` (None where no model token has that id),
     merges lists (left id, right id) in rank order (each result must be a token), added_tokens the
-    special tokens (matched in text before pre-tokenization)."""
+    special tokens (matched in text before pre-tokenization), special_ids the bos/eos/unk/pad ids
+    the source states ({"bos": 1, "eos": 2}; roles left out are guessed from token names)."""
 
     def __init__(self, tokens: Sequence[bytes | None], merges: Sequence[tuple[int, int]],
                  added_tokens: Iterable[AddedToken] = (), *, pattern: str = "llama3",
-                 ignore_merges: bool = False) -> None:
+                 ignore_merges: bool = False, special_ids: Mapping[str, int | None] | None = None) -> None:
         self._pattern = check_pattern(pattern)
         self._tokens = list(tokens)
         self._merges = [(int(a), int(b)) for a, b in merges]
@@ -87,14 +95,31 @@ class Tokenizer:
             if token is not None:
                 self._bytes_to_id.setdefault(token, i)
         self._special = {t.content: t.id for t in self._added}
+        for t in self._added:  # one id per text, or special_tokens and the encoder would disagree
+            if self._special[t.content] != t.id:
+                raise ValueError(f"added tokens {t.id} and {self._special[t.content]} have the same text "
+                                 f"{t.content!r}")
         self._special_order = [t.content for t in self._added]
         self._all_special_indices = list(range(len(self._added)))
         # Non-special added tokens are matched in all text (HF); the options choose among the rest.
         self._always = [i for i, t in enumerate(self._added) if not t.special]
         self._controlled = [i for i, t in enumerate(self._added) if t.special]
         self._vocab_size = max([len(self._tokens) - 1, *(t.id for t in self._added), -1]) + 1
+        self._ids = self._check_special_ids(special_ids or {})
         self._model = self._build_model()
         self._json: str | None = None
+
+    def _check_special_ids(self, ids: Mapping[str, int | None]) -> dict[str, int]:
+        out = {}
+        for role, value in ids.items():
+            if role not in SPECIAL_ROLES:
+                raise ValueError(f"special_ids: unknown role {role!r}; expected {', '.join(SPECIAL_ROLES)}")
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < self._vocab_size:
+                raise ValueError(f"{role} id {value!r} is not a token id (vocabulary of {self._vocab_size})")
+            out[role] = value
+        return out
 
     def _build_model(self) -> Any:
         id_to_bytes = [b""] * self._vocab_size
@@ -138,10 +163,11 @@ class Tokenizer:
         return read_gguf_tokenizer(path).tokenizer
 
     @classmethod
-    def from_json_str(cls, text: str, where: str = "<tokenizer.json>") -> Tokenizer:
+    def from_json_str(cls, text: str, where: str = "<tokenizer.json>", *,
+                      special_ids: Mapping[str, int | None] | None = None) -> Tokenizer:
         from fastllm.tokenizer.hf_json import parse_tokenizer_json
 
-        return parse_tokenizer_json(text, where)
+        return parse_tokenizer_json(text, where, special_ids=special_ids)
 
     def to_json_str(self) -> str:
         """The canonical tokenizer.json text (deterministic: equal tokenizers, equal text)."""
@@ -166,7 +192,7 @@ class Tokenizer:
         return hashlib.sha256(self.to_json_str().encode("utf-8")).hexdigest()
 
     def __reduce__(self):  # for multiprocessing: rebuilt from its JSON, no code objects involved
-        return (Tokenizer.from_json_str, (self.to_json_str(),))
+        return (_from_json_and_ids, (self.to_json_str(), self._ids))
 
     # ------------------------------------------------------------------ encoding
     def _special_indices(self, names: Iterable[str]) -> list[int]:
@@ -283,13 +309,31 @@ class Tokenizer:
         return dict(self._special)
 
     @property
+    def special_ids(self) -> dict[str, int]:
+        """The bos/eos/unk/pad ids the tokenizer's source states (no guesses)."""
+        return dict(self._ids)
+
+    @property
     def bos_id(self) -> int | None:
-        return self._special.get(BOS_TOKEN)
+        """The stated bos id, else <|begin_of_text|>'s, else None."""
+        return self._ids["bos"] if "bos" in self._ids else self._special.get(BOS_TOKEN)
 
     @property
     def eos_id(self) -> int | None:
-        """<|end_of_text|> (LLaMA-3's name), else GPT-2's <|endoftext|>, else None."""
+        """The stated eos id, else <|end_of_text|>'s (LLaMA-3's name), else GPT-2's <|endoftext|>'s."""
+        if "eos" in self._ids:
+            return self._ids["eos"]
         return self._special.get(EOS_TOKEN, self._special.get(GPT2_EOS_TOKEN))
+
+    @property
+    def unk_id(self) -> int | None:
+        """The stated unknown-token id (byte-level BPE never produces it), else None."""
+        return self._ids.get("unk")
+
+    @property
+    def pad_id(self) -> int | None:
+        """The stated padding id, else <|pad|>'s, else None."""
+        return self._ids["pad"] if "pad" in self._ids else self._special.get(PAD_TOKEN)
 
     def token_bytes(self, token_id: int) -> bytes | None:
         """The bytes of a model token or the UTF-8 of a special token; None for an unused id."""
@@ -335,3 +379,6 @@ class Tokenizer:
         return (f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, pattern={self._pattern!r}, "
                 f"special_tokens={len(self._added)})")
 
+
+def _from_json_and_ids(text: str, special_ids: Mapping[str, int]) -> Tokenizer:
+    return Tokenizer.from_json_str(text, "<pickled tokenizer>", special_ids=special_ids)

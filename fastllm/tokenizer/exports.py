@@ -95,11 +95,8 @@ def gguf_fields(tok: Tokenizer) -> dict[str, Any]:
         "tokenizer.ggml.add_bos_token": False,
         "tokenizer.ggml.add_eos_token": False,
     }
-    if tok.bos_id is not None:
-        fields["tokenizer.ggml.bos_token_id"] = tok.bos_id
-    if tok.eos_id is not None:
-        fields["tokenizer.ggml.eos_token_id"] = tok.eos_id
-    pad = tok.special_tokens.get("<|pad|>")
-    if pad is not None:
-        fields["tokenizer.ggml.padding_token_id"] = pad
+    for key, token_id in (("bos_token_id", tok.bos_id), ("eos_token_id", tok.eos_id),
+                          ("unknown_token_id", tok.unk_id), ("padding_token_id", tok.pad_id)):
+        if token_id is not None:
+            fields[f"tokenizer.ggml.{key}"] = token_id
     return fields

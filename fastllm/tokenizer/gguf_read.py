@@ -3,6 +3,7 @@
     info = read_gguf_tokenizer("SmolLM2-135M-Instruct.Q4_1.gguf")
     info.tokenizer.encode("Hello")        # the same ids as llama.cpp and transformers
     info.eos_id, info.chat_template       # what generation needs beyond the vocabulary
+    info.tokenizer.eos_id                 # the file's ids are the tokenizer's too (special_ids)
 
 Read: tokenizer.ggml.model "gpt2" (byte-level BPE: tokens spelled in GPT-2's byte alphabet,
 merges as "left right" strings, in rank order), token_type (control and unknown tokens become
@@ -21,6 +22,7 @@ encoding differently from the model's own tokenizer would be a silent error.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,10 @@ GGUF_PRE_PATTERNS: dict[str, tuple[str, bool]] = {
     "gpt-2": ("gpt2", False),
     "smollm": ("smollm", False),
 }
+
+
+# Tokenizer.special_ids role -> the tokenizer.ggml.* key that states it.
+GGUF_ID_KEYS = {"bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id", "pad": "padding_token_id"}
 
 
 class GGUFTokenizerError(InputFormatError):
@@ -94,18 +100,27 @@ def tokenizer_from_metadata(meta: dict[str, Any], where: str) -> GGUFTokenizer:
     if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
         raise fail("tokenizer.ggml.tokens", "missing, empty or not a list of strings")
     types = meta.get("tokenizer.ggml.token_type")
-    types = [NORMAL] * len(tokens) if types is None else [int(t) for t in types]
+    if types is None:
+        types = [NORMAL] * len(tokens)
+    elif not hasattr(types, "__len__") or not all(isinstance(t, Integral) for t in types):
+        raise fail("tokenizer.ggml.token_type", "not a list of integers")
+    types = [int(t) for t in types]
     if len(types) != len(tokens):
         raise fail("tokenizer.ggml.token_type", f"{len(types)} types for {len(tokens)} tokens")
 
     model_tokens: list[bytes | None] = [None] * len(tokens)
     added: list[AddedToken] = []
+    added_ids: dict[str, int] = {}
     by_string: dict[str, int] = {}
     for i, (text, kind) in enumerate(zip(tokens, types, strict=True)):
         if kind in (CONTROL, UNKNOWN, USER_DEFINED):
             # Written as raw text, not in the byte alphabet; matched whole before the split.
+            if text in added_ids:
+                raise fail("tokenizer.ggml.tokens", f"tokens {added_ids[text]} and {i} are both {text!r}; "
+                           "an added token's text must name one id")
             if text:
                 added.append(AddedToken(text, i, special=kind != USER_DEFINED))
+                added_ids[text] = i
             continue
         if kind == UNUSED:
             continue
@@ -118,10 +133,6 @@ def tokenizer_from_metadata(meta: dict[str, Any], where: str) -> GGUFTokenizer:
         model_tokens[i] = data
         by_string.setdefault(text, i)
     merges = _merges(meta.get("tokenizer.ggml.merges"), by_string, fail)
-    try:
-        tok = Tokenizer(model_tokens, merges, added, pattern=pattern, ignore_merges=ignore_merges)
-    except ValueError as exc:
-        raise fail("tokenizer.ggml.merges", str(exc)) from None
 
     def token_id(key: str) -> int | None:
         value = meta.get(f"tokenizer.ggml.{key}")
@@ -131,10 +142,14 @@ def tokenizer_from_metadata(meta: dict[str, Any], where: str) -> GGUFTokenizer:
             raise fail(f"tokenizer.ggml.{key}", f"{value!r} is not a token id of the {len(tokens)} tokens")
         return value
 
+    ids = {role: token_id(key) for role, key in GGUF_ID_KEYS.items()}
+    try:
+        tok = Tokenizer(model_tokens, merges, added, pattern=pattern, ignore_merges=ignore_merges, special_ids=ids)
+    except ValueError as exc:
+        raise fail("tokenizer.ggml.merges", str(exc)) from None
     template = meta.get("tokenizer.chat_template")
     return GGUFTokenizer(
-        tokenizer=tok, bos_id=token_id("bos_token_id"), eos_id=token_id("eos_token_id"),
-        unk_id=token_id("unknown_token_id"), pad_id=token_id("padding_token_id"),
+        tokenizer=tok, bos_id=ids["bos"], eos_id=ids["eos"], unk_id=ids["unk"], pad_id=ids["pad"],
         # llama.cpp adds BOS by default for LLaMA-3 files that do not say.
         add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", pattern == "llama3")),
         add_eos=bool(meta.get("tokenizer.ggml.add_eos_token", False)),

