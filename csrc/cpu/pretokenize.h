@@ -247,7 +247,12 @@ static inline size_t next_llama3(const uint8_t* s, size_t i, size_t n) {
   return whitespace_token(s, i, n, true);
 }
 
-static inline size_t next_gpt2(const uint8_t* s, size_t i, size_t n) {
+// gpt2, and with kDigitsAlone smollm: Digits(individual_digits) then gpt2 on what lies between,
+// that is the gpt2 rules with \p{N} taken out of them, as if the text ended before each number.
+// Only white space notices that end: a run of it before a number is one pre-token (gpt2 gives
+// `\s+(?!\S)` all but its last character, or joins a single space to the number with ` ?\p{N}+`).
+template <bool kDigitsAlone>
+static inline size_t next_gpt2_like(const uint8_t* s, size_t i, size_t n) {
   size_t from;
   if (ascii_word_start(s, i, n, &from)) return scan_class(s, from, n, kLetter);
   const uint8_t b = s[i];
@@ -257,37 +262,22 @@ static inline size_t next_gpt2(const uint8_t* s, size_t i, size_t n) {
   }
   uint32_t l0;
   const uint8_t c0 = class_at(s, i, n, &l0);
+  if (kDigitsAlone && c0 == kNumber) return i + l0;
   if (c0 != kSpace) return scan_class(s, i + l0, n, c0);
-  if (b == ' ' && i + 1 < n) {  // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`
+  if (b == ' ' && i + 1 < n) {  // ` ?\p{L}+`, ` ?\p{N}+` (gpt2 only), ` ?[^\s\p{L}\p{N}]+`
     uint32_t l1;
     const uint8_t c1 = class_at(s, i + 1, n, &l1);
-    if (c1 != kSpace) return scan_class(s, i + 1 + l1, n, c1);
+    if (c1 != kSpace && !(kDigitsAlone && c1 == kNumber)) return scan_class(s, i + 1 + l1, n, c1);
   }
-  return whitespace_token(s, i, n, false);
+  return whitespace_token(s, i, n, false, kDigitsAlone);
 }
 
-// Digits(individual_digits) then gpt2 on what lies between: the gpt2 rules with \p{N} taken
-// out of them, as if the text ended before each number. Only white space notices the end: a
-// run of it before a number is one pre-token (gpt2 gives `\s+(?!\S)` all but its last
-// character, or joins a single space to the number with ` ?\p{N}+`).
+static inline size_t next_gpt2(const uint8_t* s, size_t i, size_t n) {
+  return next_gpt2_like<false>(s, i, n);
+}
+
 static inline size_t next_smollm(const uint8_t* s, size_t i, size_t n) {
-  size_t from;
-  if (ascii_word_start(s, i, n, &from)) return scan_class(s, from, n, kLetter);
-  const uint8_t b = s[i];
-  if (b == '\'') {
-    const size_t m = contraction_len(s + i + 1, n - i - 1, false);
-    if (m) return i + 1 + m;
-  }
-  uint32_t l0;
-  const uint8_t c0 = class_at(s, i, n, &l0);
-  if (c0 == kNumber) return i + l0;
-  if (c0 != kSpace) return scan_class(s, i + l0, n, c0);
-  if (b == ' ' && i + 1 < n) {  // ` ?\p{L}+`, ` ?[^\s\p{L}\p{N}]+`
-    uint32_t l1;
-    const uint8_t c1 = class_at(s, i + 1, n, &l1);
-    if (c1 == kLetter || c1 == kOther) return scan_class(s, i + 1 + l1, n, c1);
-  }
-  return whitespace_token(s, i, n, false, true);
+  return next_gpt2_like<true>(s, i, n);
 }
 
 template <Pattern P>
