@@ -347,23 +347,29 @@ def test_gpu_triton_launcher_refuses_cpu_and_gpu_mix():
 # ---- 64-bit offsets: a row index times a stride passes 2^31 elements on long inputs -------------
 
 
-def _rows_beyond_int32(dtype, device):
-    """q, k, v, grad_out of shape (1, 1, 40, 16) whose rows lie 2^26 - 64 elements apart, so
-    the last rows sit past element 2^31 (int32 offsets wrap there) while 32-row tiles still span
-    less. One storage holds all four; it is reserved, not touched, except for the rows used."""
-    seq, dim, stride = 40, 16, 2**26 - 64
+# Rows 2^26 - 64 elements apart put the last rows past element 2^31 while a 32-row tile spans
+# less; rows 3 * 2^25 apart make one tile's own rows (and a 32-row pointer step) pass 2^31 too, as
+# a 64- or 128-row GPU tile does at the first stride. In-tile offsets must be int64 as well.
+STRIDES_BEYOND_INT32 = (2**26 - 64, 3 * 2**25)
+
+
+def _rows_beyond_int32(dtype, device, stride):
+    """q, k, v, grad_out of shape (1, 1, 40, 16) whose rows lie `stride` elements apart, so the
+    last rows sit past element 2^31 (int32 offsets wrap there). One storage holds all four; it is
+    reserved, not touched, except for the rows used."""
+    seq, dim = 40, 16
     try:
         storage = torch.empty((seq - 1) * stride + 4 * dim, dtype=dtype, device=device)
     except (RuntimeError, MemoryError):
-        pytest.skip("cannot reserve 5 GB of address space here")
+        pytest.skip(f"cannot reserve {(seq - 1) * stride * 2 / 1e9:.0f} GB of address space here")
     gen = torch.Generator(device=device).manual_seed(0)
     for t in range(seq):
         storage[t * stride:t * stride + 4 * dim] = torch.randn(4 * dim, generator=gen, device=device).to(dtype)
     return [storage.as_strided((1, 1, seq, dim), (0, 0, stride, 1), i * dim) for i in range(4)]
 
 
-def _check_beyond_int32(device):
-    q, k, v, grad_out = _rows_beyond_int32(torch.float16, device)
+def _check_beyond_int32(device, stride):
+    q, k, v, grad_out = _rows_beyond_int32(torch.float16, device, stride)
     assert q.storage_offset() + (q.shape[2] - 1) * q.stride(2) > 2**31
     for causal in (True, False):
         leaves = [t.detach().requires_grad_() for t in (q, k, v)]
@@ -376,15 +382,17 @@ def _check_beyond_int32(device):
             assert_within_flash_tolerance(f"beyond int32 {name} causal={causal}", g, w, lo, 1e-3)
 
 
-def test_triton_offsets_beyond_int32_in_the_interpreter():
-    """Before the kernels took int64 base offsets this read wrapped addresses (a segfault)."""
+@pytest.mark.parametrize("stride", STRIDES_BEYOND_INT32)
+def test_triton_offsets_beyond_int32_in_the_interpreter(stride):
+    """Before the kernels took int64 offsets this read wrapped addresses (a segfault)."""
     pytest.importorskip("triton")
-    _check_beyond_int32("cpu")
+    _check_beyond_int32("cpu", stride)
 
 
 @pytest.mark.cuda
-def test_gpu_triton_offsets_beyond_int32():
-    _check_beyond_int32("cuda")
+@pytest.mark.parametrize("stride", STRIDES_BEYOND_INT32)
+def test_gpu_triton_offsets_beyond_int32(stride):
+    _check_beyond_int32("cuda", stride)
 
 
 # ---- causal alignment when T != S --------------------------------------------------------------

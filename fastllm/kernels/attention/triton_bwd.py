@@ -20,12 +20,15 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from fastllm.kernels.attention.triton_fwd import wide
+
 
 @triton.jit
 def attention_bwd_delta_kernel(Out, dOut, dLse, Delta, o_sb, o_sh, o_st, do_sb, do_sh, do_st,
                                n_heads, seq_q,
                                HAS_DLSE: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                                BLOCK_M: tl.constexpr):
+    o_st, do_st = wide(o_st), wide(do_st)
     row0 = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1).to(tl.int64)
     b = bh // n_heads
@@ -51,6 +54,8 @@ def attention_bwd_dkdv_kernel(Q, K, V, dOut, Lse, Delta, dK, dV, sm_scale,
                               n_heads, kv_heads, group, seq_q, seq_k,
                               CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
+    q_st, k_st, v_st, do_st = wide(q_st), wide(k_st), wide(v_st), wide(do_st)
+    dk_st, dv_st = wide(dk_st), wide(dv_st)
     start_n = tl.program_id(0) * BLOCK_N
     bhk = tl.program_id(1).to(tl.int64)
     b = bhk // kv_heads
@@ -60,7 +65,7 @@ def attention_bwd_dkdv_kernel(Q, K, V, dOut, Lse, Delta, dK, dV, sm_scale,
     offs_d = tl.arange(0, BLOCK_D)
     key_ok = offs_n < seq_k
     kv_mask = key_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
-    n0 = start_n.to(tl.int64)  # int64 bases, int32 offsets inside a tile (as in the forward)
+    n0 = start_n.to(tl.int64)  # the tile's first row (every stride is int64: wide)
     k = tl.load(K + b * k_sb + kv_head * k_sh + n0 * k_st + keys[:, None] * k_st + offs_d[None, :],
                 mask=kv_mask, other=0.0)
     v = tl.load(V + b * v_sb + kv_head * v_sh + n0 * v_st + keys[:, None] * v_st + offs_d[None, :],
@@ -75,7 +80,7 @@ def attention_bwd_dkdv_kernel(Q, K, V, dOut, Lse, Delta, dK, dV, sm_scale,
     for g in range(0, group):
         h = kv_head * group + g
         bh = b * n_heads + h
-        # Advanced by BLOCK_M rows per step, so no row index is ever multiplied by a stride in int32.
+        # Advanced by BLOCK_M rows per step.
         q_blk = Q + b * q_sb + h * q_sh + tl.cast(first_row, tl.int64) * q_st
         do_blk = dOut + b * do_sb + h * do_sh + tl.cast(first_row, tl.int64) * do_st
         for start_m in range(first_row, seq_q, BLOCK_M):
@@ -111,6 +116,7 @@ def attention_bwd_dq_kernel(Q, K, V, dOut, Lse, Delta, dQ, sm_scale,
                             n_heads, group, seq_q, seq_k,
                             CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
+    q_st, k_st, v_st, do_st, dq_st = wide(q_st), wide(k_st), wide(v_st), wide(do_st), wide(dq_st)
     start_m = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1).to(tl.int64)
     b = bh // n_heads
@@ -121,7 +127,7 @@ def attention_bwd_dq_kernel(Q, K, V, dOut, Lse, Delta, dQ, sm_scale,
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < seq_q
     q_mask = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
-    m0 = start_m.to(tl.int64)  # int64 bases, int32 offsets inside a tile (as in the forward)
+    m0 = start_m.to(tl.int64)  # the tile's first row (every stride is int64: wide)
     q = tl.load(Q + b * q_sb + h * q_sh + m0 * q_st + rows[:, None] * q_st + offs_d[None, :], mask=q_mask,
                 other=0.0)
     do = tl.load(dOut + b * do_sb + h * do_sh + m0 * do_st + rows[:, None] * do_st + offs_d[None, :],

@@ -8,10 +8,11 @@ out = acc / l and lse = (m + log2 l) * ln 2 (natural log) is saved for the backw
 
 Causal masking is bottom-right aligned: query row i sees key j <= i + (S - T). Key blocks that
 every row of the tile sees entirely are processed without masks; only the blocks that cross the
-diagonal or the end of the keys pay for the mask. Offsets: (batch, head) and a tile's first row
-are taken in int64 (row * stride passes 2^31 elements on long or batched inputs), K/V pointers
-advance by BLOCK_N rows per step, and only offsets inside a tile are int32. Tested on the CPU in the interpreter
-(tests/kernels/test_attention_backends.py); benchmark: bench/bench_attention.py.
+diagonal or the end of the keys pay for the mask. Offsets are int64: (batch, head) indices and
+every row stride (`wide`), since a row times its stride passes 2^31 elements on long, batched or
+strided inputs, inside one tile too once a stride exceeds 2^31 / 128; K/V pointers advance by
+BLOCK_N rows per step. Tested on the CPU in the interpreter (tests/kernels/test_attention_backends.py);
+benchmark: bench/bench_attention.py.
 """
 
 from __future__ import annotations
@@ -21,11 +22,17 @@ import triton.language as tl
 
 
 @triton.jit
+def wide(stride):
+    """A stride as int64 (a stride of 1 arrives as a constexpr, which tl.cast also takes)."""
+    return tl.cast(stride, tl.int64)
+
+
+@triton.jit
 def _fwd_block(acc, l_i, m_i, q, k_blk, v_blk, start_n, offs_m, offs_n, offs_d, seq_k, diag,
                qk_scale, k_st, v_st,
                MASKED: tl.constexpr, CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
                BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
-    # k_blk, v_blk point at key start_n; offsets inside the block (< BLOCK_N rows) stay int32.
+    # k_blk, v_blk point at key start_n.
     cols = start_n + offs_n
     d_ok = offs_d < HEAD_DIM
     if MASKED:
@@ -57,6 +64,9 @@ def attention_fwd_kernel(Q, K, V, Out, Lse, sm_scale,
                          n_heads, group, seq_q, seq_k,
                          CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
+    # Row strides in int64: a tile's rows times a stride (and a BLOCK_N-row pointer step) pass
+    # 2^31 once a stride exceeds 2^31 / 128 elements.
+    q_st, k_st, v_st, o_st = wide(q_st), wide(k_st), wide(v_st), wide(o_st)
     row0 = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1).to(tl.int64)
     b = bh // n_heads
@@ -67,11 +77,9 @@ def attention_fwd_kernel(Q, K, V, Out, Lse, sm_scale,
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < seq_q
-    # Base offsets in int64 (the tile's first row times its stride passes 2^31 on long inputs);
-    # offsets inside a tile stay int32.
     q_ptrs = Q + b * q_sb + h * q_sh + row0.to(tl.int64) * q_st + rows[:, None] * q_st + offs_d[None, :]
     q = tl.load(q_ptrs, mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
-    k_blk = K + b * k_sb + kv_head * k_sh  # advanced by BLOCK_N keys per step: never an int32 product
+    k_blk = K + b * k_sb + kv_head * k_sh  # advanced by BLOCK_N keys per step
     v_blk = V + b * v_sb + kv_head * v_sh
     qk_scale = sm_scale * 1.4426950408889634  # log2(e): softmax in base 2
     diag = seq_k - seq_q  # query i sees keys j <= i + diag when causal
