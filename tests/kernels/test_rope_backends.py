@@ -214,3 +214,22 @@ def test_gpu_runs_on_the_tensors_device_not_the_current_one(seeded, backend):
         got = rope(q, k, cos, sin, offset=3, backend=backend)
         torch.cuda.synchronize(1)
     torch.testing.assert_close(got, rope_ref(q, k, cos, sin, offset=3), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_triton_head_offsets_beyond_int32_in_the_interpreter(dtype):
+    """Heads 2^26 - 64 elements apart (a (B, H, T, D) cache of 2^22 positions seen as (B, T, H, D)):
+    the last heads start past element 2^31, where an int32 head * stride wrapped (a segfault)."""
+    pytest.importorskip("triton")
+    heads, dim, stride = 40, 16, 2**26 - 64
+    try:
+        storage = torch.empty((heads - 1) * stride + 2 * dim, dtype=dtype)  # reserved, barely touched
+    except (RuntimeError, MemoryError):
+        pytest.skip("cannot reserve the address space here")
+    gen = torch.Generator().manual_seed(0)
+    for h in range(heads):
+        storage[h * stride:h * stride + 2 * dim] = torch.randn(2 * dim, generator=gen).to(dtype)
+    q, k = (storage.as_strided((1, 1, heads, dim), (0, 0, stride, 1), i * dim) for i in range(2))
+    cos, sin = rope_tables(MAX_POSITIONS, dim)
+    want = rope_ref(q.contiguous(), k.contiguous(), cos, sin, offset=3)
+    torch.testing.assert_close(rope(q, k, cos, sin, offset=3, backend="triton"), want, rtol=0, atol=0)

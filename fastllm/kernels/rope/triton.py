@@ -5,6 +5,8 @@ sign-flipped for the inverse rotation) and walks the q heads, then the k heads, 
 as (BLOCK_H, D/2) tiles of the two halves. Math in float32, one rounding at the store, so the
 output matches the reference to the last bit of the storage dtype up to FMA contraction.
 Memory traffic is the minimum (read q, k once, write once), so on a GPU it runs at bandwidth.
+Batch, token and head indices are int64 before they meet a stride (a (B, H, T, D) cache viewed as
+(B, T, H, D) puts heads T * D elements apart).
 Runs on the CPU in Triton's interpreter (TRITON_INTERPRET=1) for tests.
 """
 
@@ -21,7 +23,7 @@ from fastllm.kernels.checks import check_one_device, fail, on_device
 def _rotate_heads(x_ptr, out_ptr, x_head_stride, out_head_stride, n_heads, half, c, s, offs_d, d_mask,
                   BLOCK_H: tl.constexpr):
     for h0 in range(0, n_heads, BLOCK_H):
-        heads = h0 + tl.arange(0, BLOCK_H)
+        heads = (h0 + tl.arange(0, BLOCK_H)).to(tl.int64)  # head * stride passes 2^31 on long caches
         mask = (heads[:, None] < n_heads) & d_mask[None, :]
         x1_ptrs = x_ptr + heads[:, None] * x_head_stride + offs_d[None, :]
         x1 = tl.load(x1_ptrs, mask=mask, other=0.0).to(tl.float32)
