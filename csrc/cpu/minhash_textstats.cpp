@@ -249,28 +249,40 @@ class StatsComputer {
     }
     table_.reset(static_cast<int64_t>(lines_.size()));
     paragraphs_.clear();
+    paragraph_hashes_.clear();
     Span paragraph{-1, -1};
+    int64_t paragraph_lines = 0;
+    uint64_t line_hash = 0;
+    // A one-line paragraph spans the same bytes as its line, so it reuses the line's hash.
+    const auto close_paragraph = [&] {
+      paragraphs_.push_back(paragraph);
+      paragraph_hashes_.push_back(paragraph_lines == 1 ? line_hash : span_hash(s_, paragraph.begin, paragraph.end));
+    };
     for (const Span& line : lines_) {
       if (line.begin == line.end) {
-        if (paragraph.begin >= 0) paragraphs_.push_back(paragraph);
+        if (paragraph.begin >= 0) close_paragraph();
         paragraph = {-1, -1};
+        paragraph_lines = 0;
         continue;
       }
       if (paragraph.begin < 0) paragraph.begin = line.begin;
       paragraph.end = line.end;
+      ++paragraph_lines;
       out[kLines] += 1;
       if (is_bullet(decode_at(s_, line.begin, n_))) out[kBulletLines] += 1;
       if (ends_with_ellipsis(s_, line)) out[kEllipsisLines] += 1;
-      if (table_.slot(table_.add(span_hash(s_, line.begin, line.end), line.begin)).count > 1) {
+      line_hash = span_hash(s_, line.begin, line.end);
+      if (table_.slot(table_.add(line_hash, line.begin)).count > 1) {
         out[kDupLines] += 1;
         out[kDupLineChars] += static_cast<double>(count_code_points(s_, line.begin, line.end));
       }
     }
-    if (paragraph.begin >= 0) paragraphs_.push_back(paragraph);
+    if (paragraph.begin >= 0) close_paragraph();
     table_.reset(static_cast<int64_t>(paragraphs_.size()));
-    for (const Span& p : paragraphs_) {
+    for (size_t k = 0; k < paragraphs_.size(); ++k) {
+      const Span& p = paragraphs_[k];
       out[kParagraphs] += 1;
-      if (table_.slot(table_.add(span_hash(s_, p.begin, p.end), p.begin)).count > 1) {
+      if (table_.slot(table_.add(paragraph_hashes_[k], p.begin)).count > 1) {
         out[kDupParagraphs] += 1;
         out[kDupParagraphChars] += static_cast<double>(count_code_points(s_, p.begin, p.end));
       }
@@ -453,7 +465,7 @@ class StatsComputer {
   int64_t n_ = 0;
   NgramCounter table_;
   std::vector<Span> lines_, paragraphs_;
-  std::vector<uint64_t> word_hashes_, chain_;
+  std::vector<uint64_t> word_hashes_, chain_, paragraph_hashes_;
   std::vector<int64_t> bounds_, chars_before_, positions_, candidates_, slots_;
   std::vector<char> covered_, repeats_;
 };
