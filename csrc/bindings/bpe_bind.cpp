@@ -299,7 +299,8 @@ const BindingRegistrar registrar("bpe", [](py::module_& m) {
   m.doc() = "byte-level BPE: regex-free pre-tokenizer, encoder/decoder, trainer";
   m.def("pretokenize", &pretokenize, py::arg("text"), py::arg("pattern"),
         "pre-tokens of text (str or bytes) for pattern 0 = llama3, 1 = gpt2, 2 = smollm");
-  m.def("last_safe_cut", &last_safe_cut, py::arg("data"), py::arg("limit"), py::arg("pattern") = 0);
+  m.def("last_safe_cut", &last_safe_cut, py::arg("data"), py::arg("limit"), py::arg("pattern"),
+        "largest cut <= limit that keeps the pre-tokens of pattern (the rule depends on it), or -1");
   m.attr("unicode_version") = unicode::kUnicodeVersion;
 
   py::class_<BpeModel, std::shared_ptr<BpeModel>>(m, "Model")

@@ -116,3 +116,10 @@ def test_invalid_utf8_bytes_are_split_safely(data):
     for name in PATTERNS:
         pieces = cpu().bpe.pretokenize(data, PATTERN_IDS[name])
         assert b"".join(pieces) == data and all(pieces)
+
+
+def test_safe_cut_needs_the_pattern():
+    # The cut rules differ per pattern (gpt2's "  \nx"), so no pattern is assumed.
+    with pytest.raises(TypeError):
+        cpu().bpe.last_safe_cut(b"ab cd", 3)
+    assert [cpu().bpe.last_safe_cut(b"!  \nab", 5, pid) for pid in PATTERN_IDS.values()] == [4, -1, -1]
