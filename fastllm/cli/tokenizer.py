@@ -32,7 +32,8 @@ class TrainConfig:
     output: Path = field(default=Path("tokenizer.json"), metadata={"help": "tokenizer.json to write"})
     min_frequency: int = field(default=2, metadata={"help": "never merge a pair seen fewer times"})
     special_tokens: list[str] = field(default_factory=_default_specials, metadata={"help": "special tokens"})
-    pattern: Literal["llama3", "gpt2"] = field(default="llama3", metadata={"help": "pre-tokenizer split"})
+    pattern: Literal["llama3", "gpt2", "smollm"] = field(default="llama3", metadata={
+        "help": "pre-tokenizer split: llama3, gpt2, or smollm (each digit alone, then gpt2)"})
     num_threads: int = field(default=0, metadata={"help": "counting threads (0 = torch/OMP/CPU count)"})
     max_words: int = field(default=4_000_000, metadata={"help": "distinct words kept while counting (memory cap)"})
     errors: Literal["strict", "replace"] = field(default="strict", metadata={"help": "invalid UTF-8: fail or U+FFFD"})

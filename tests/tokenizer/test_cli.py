@@ -100,3 +100,15 @@ def test_gpt2_end_of_text_is_the_eos():
 
     tok = train_bpe(["a small corpus for a small test"], 270, special_tokens=["<|endoftext|>"], pattern="gpt2")
     assert tok.eos_id == tok.special_tokens["<|endoftext|>"] and tok.bos_id is None
+
+
+def test_train_takes_every_pattern_the_library_has(tmp_path):
+    from fastllm.tokenizer.patterns import PATTERNS
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("In 1611, 42 men wrote 7 books.\n" * 50, encoding="utf-8")
+    for pattern in PATTERNS:
+        out = tmp_path / pattern / "tokenizer.json"
+        assert main(["tokenizer", "train", "--input", str(corpus), "--vocab-size", "300", "--output", str(out),
+                     f"--pattern={pattern}", "--quiet"]) == 0
+        assert Tokenizer.from_file(out).pattern == pattern
