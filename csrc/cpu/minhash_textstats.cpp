@@ -424,7 +424,7 @@ class StatsComputer {
       count_pass(n, n_words);
       if (n <= 4) out[kTopNgram2 + n - 2] = top_ngram_fraction(n) / total;
       if (n >= 5) {
-        const double covered = duplicate_ngram_chars(n, n_words);
+        const double covered = duplicate_ngram_chars(n);
         out[kDupNgram5 + n - 5] = covered / total;
         if (covered == 0) break;  // no repeated n-gram means no repeated longer one either
       }
@@ -448,15 +448,17 @@ class StatsComputer {
   }
 
   // Characters of the words covered by an n-gram occurrence that repeats an earlier one.
-  double duplicate_ngram_chars(int n, int64_t n_words) {
-    covered_.assign(n_words, 0);
+  // Positions come in ascending order, so the covered words are a union of [i, i + n) swept
+  // left to right: each word's characters count once, without a flag per word.
+  double duplicate_ngram_chars(int n) const {
+    int64_t chars = 0, covered_end = 0;
     for (size_t k = 0; k < positions_.size(); ++k) {
       const int64_t i = positions_[k];
-      if (table_.slot(slots_[k]).first != i) std::fill(covered_.begin() + i, covered_.begin() + i + n, 1);
+      if (table_.slot(slots_[k]).first == i) continue;  // the first occurrence repeats nothing
+      const int64_t from = std::max(i, covered_end);
+      if (from < i + n) chars += chars_before_[i + n] - chars_before_[from];
+      covered_end = i + n;
     }
-    int64_t chars = 0;
-    for (int64_t w = 0; w < n_words; ++w)
-      if (covered_[w]) chars += ngram_chars(w, 1);
     return static_cast<double>(chars);
   }
 
@@ -467,7 +469,7 @@ class StatsComputer {
   std::vector<Span> lines_, paragraphs_;
   std::vector<uint64_t> word_hashes_, chain_, paragraph_hashes_;
   std::vector<int64_t> bounds_, chars_before_, positions_, candidates_, slots_;
-  std::vector<char> covered_, repeats_;
+  std::vector<char> repeats_;
 };
 
 }  // namespace
