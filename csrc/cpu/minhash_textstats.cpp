@@ -7,6 +7,11 @@
 //     word chars, when it occurs at least twice (0 otherwise);
 //   duplicate n-gram fraction (n = 5..10): chars of words covered by an n-gram occurrence that
 //     repeats an earlier one, each word counted once, over all word chars.
+//
+// Lines, paragraphs, words and n-grams are compared by 64-bit hashes. The truth is
+// fastllm.data.quality.text_stats_ref (Python strings, exact comparisons): tests/data/
+// test_text_native.py checks equality on generated text, test_clean_golden.py pins the outputs;
+// bench/bench_prepare.py times it ("quality").
 #include <algorithm>
 #include <cstring>
 #include <string>

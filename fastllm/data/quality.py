@@ -1,7 +1,7 @@
 """Gopher (Rae et al. 2021) and C4 style quality filters. The statistics come from C++
-(csrc/cpu/minhash_textstats.cpp) for a whole batch at once; this module compares them with the
-configured thresholds and names the first filter a document fails (its drop reason).
-Every threshold can be switched off with null."""
+(csrc/cpu/minhash_textstats.cpp) for a whole batch at once (`text_stats_ref` is their reference
+in Python); this module compares them with the configured thresholds and names the first filter a
+document fails (its drop reason). Every threshold can be switched off with null."""
 
 from __future__ import annotations
 
