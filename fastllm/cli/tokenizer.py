@@ -64,7 +64,7 @@ def run_train(config: TrainConfig) -> int:
 
 @dataclass
 class EncodeConfig:
-    tokenizer: Path = field(default=Path("tokenizer.json"), metadata={"help": "tokenizer.json"})
+    tokenizer: Path = field(default=Path("tokenizer.json"), metadata={"help": "tokenizer.json or a .gguf file"})
     text: str | None = field(default=None, metadata={"help": "text to encode"})
     input: Path | None = field(default=None, metadata={"help": "UTF-8 file to encode (instead of --text)"})
     output: Path | None = field(default=None, metadata={"help": "write ids as .npy (uint32) instead of printing"})
@@ -76,15 +76,19 @@ class EncodeConfig:
 
 
 def run_encode(config: EncodeConfig) -> int:
-    from fastllm.tokenizer import Tokenizer
+    from fastllm.tokenizer import DisallowedSpecialTokenError, Tokenizer
 
     tok = Tokenizer.from_file(config.tokenizer)
     text = config.text if config.text is not None else _read_text(config.input)
     allowed = "all" if config.allowed_special == ["all"] else set(config.allowed_special)
     try:
         ids = tok.encode(text, allowed_special=allowed)
+    except DisallowedSpecialTokenError as exc:
+        where = config.input if config.input is not None else "--text"
+        raise ConfigError(f"{where}: contains the special token {exc.token!r}; pass --allowed-special "
+                          f"'{exc.token}' (or all) to encode it as its id") from None
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(f"--allowed-special: {exc}") from None
     if config.output is None:
         print(" ".join(map(str, ids)))
         return 0
@@ -109,7 +113,7 @@ def _read_text(path: Path) -> str:
 
 @dataclass
 class DecodeConfig:
-    tokenizer: Path = field(default=Path("tokenizer.json"), metadata={"help": "tokenizer.json"})
+    tokenizer: Path = field(default=Path("tokenizer.json"), metadata={"help": "tokenizer.json or a .gguf file"})
     ids: list[int] = field(default_factory=list, metadata={"help": "token ids, comma separated"})
 
 
@@ -126,7 +130,7 @@ def run_decode(config: DecodeConfig) -> int:
 
 @dataclass
 class InfoConfig:
-    tokenizer: Path = field(default=Path("tokenizer.json"), metadata={"help": "tokenizer.json"})
+    tokenizer: Path = field(default=Path("tokenizer.json"), metadata={"help": "tokenizer.json or a .gguf file"})
     json: bool = field(default=False, metadata={"help": "print JSON"})
 
 
@@ -148,7 +152,7 @@ def run_info(config: InfoConfig) -> int:
 
 @dataclass
 class ExportConfig:
-    tokenizer: Path = field(default=Path("tokenizer.json"), metadata={"help": "tokenizer.json"})
+    tokenizer: Path = field(default=Path("tokenizer.json"), metadata={"help": "tokenizer.json or a .gguf file"})
     format: Literal["tiktoken", "gguf-fields"] = field(default="tiktoken",
                                                        metadata={"help": "tiktoken ranks file or GGUF fields as JSON"})
     output: Path = field(default=Path("tokenizer.tiktoken"), metadata={"help": "file to write"})

@@ -45,7 +45,12 @@ SpecialSet = Literal["all"] | Iterable[str]
 
 
 class DisallowedSpecialTokenError(FastLLMError, ValueError):
-    """The text contains a special token's string and the caller did not say how to treat it."""
+    """The text contains a special token's string and the caller did not say how to treat it.
+    `token` is that string, `text_index` the index of the text in a batch."""
+
+    def __init__(self, message: str, token: str = "", text_index: int = 0) -> None:
+        super().__init__(message)
+        self.token, self.text_index = token, text_index
 
 
 @dataclass(frozen=True)
@@ -227,7 +232,8 @@ class Tokenizer:
                 where = f"text {i}" if len(texts) > 1 else "the text"
                 raise DisallowedSpecialTokenError(
                     f"{where} contains the special token {name!r}; pass allowed_special={{{name!r}}} (or 'all') "
-                    f"to encode it as a special token, or disallowed_special=() to encode it as plain text")
+                    f"to encode it as a special token, or disallowed_special=() to encode it as plain text",
+                    name, i)
 
     def encode(self, text: str, *, allowed_special: SpecialSet = (), disallowed_special: SpecialSet = "all") -> list[int]:
         """Token ids of `text` (no BOS/EOS added)."""

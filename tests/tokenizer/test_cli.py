@@ -62,7 +62,9 @@ def test_encode_decode_info_export(trained, tmp_path, capsys):
     (["train", "--input", "x.txt", "--vocab-size", "100"], "below the 259 tokens"),
     (["encode", "--tokenizer", "/nonexistent.json", "--text", "x"], "not found"),
     (["encode", "--text", "x", "--input", "y"], "exactly one of"),
-    (["encode", "--text", "a<|end_of_text|>"], "special token"),
+    (["encode", "--text", "a<|end_of_text|>"],
+     "--text: contains the special token '<|end_of_text|>'; pass --allowed-special '<|end_of_text|>' (or all)"),
+    (["encode", "--text", "a", "--allowed-special", "<|nope|>"], "--allowed-special: not special tokens"),
 ])
 def test_errors_are_one_line(argv, message, capsys, trained, tmp_path):
     if argv[0] == "encode" and "--tokenizer" not in argv:
