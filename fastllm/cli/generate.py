@@ -101,7 +101,13 @@ def run(config: GenerateConfig) -> int:
     from fastllm.train.distributed import pick_device
 
     found = model_tokenizer(config.model, config.tokenizer)
-    prompt = chatml_prompt(config.prompt, found.chat_template, str(config.model)) if config.chat else config.prompt
+    prompt = config.prompt
+    if config.chat:
+        prompt = chatml_prompt(config.prompt, found.chat_template, str(config.model))
+        missing = [t for t in ("<|im_start|>", "<|im_end|>") if t not in found.tokenizer.special_tokens]
+        if missing:  # else the turn markers would be encoded as plain text
+            raise ConfigError(f"{config.tokenizer or config.model}: --chat needs the ChatML token {missing[0]} in "
+                              "the tokenizer, which has none; give the prompt as plain text")
     model = load_pretrained(config.model, dtype=getattr(torch, config.dtype), device=pick_device(config.device))
     try:
         samples = generate_text(model, found.tokenizer, prompt, config.max_new_tokens, num_samples=config.num_samples,

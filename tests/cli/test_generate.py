@@ -99,3 +99,16 @@ def test_model_directory_eos_stated_by_tokenizer_config_stops_generation(tmp_pat
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}),
                                                     encoding="utf-8")
     assert model_tokenizer(tmp_path, None).stop_ids == (257,)  # a name no end-of-turn guess knows
+
+
+def test_chat_needs_the_chatml_tokens_in_the_tokenizer(tmp_path, capsys):
+    import json
+
+    from fastllm.tokenizer import AddedToken, Tokenizer
+
+    Tokenizer([bytes([i]) for i in range(256)], [], [AddedToken("<|im_start|>", 256)]).save(tmp_path)
+    template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}), encoding="utf-8")
+    assert main(["generate", f"--model={tmp_path}", "--chat", "--prompt=hi"]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: --chat needs the ChatML token <|im_end|>" in err and err.count("\n") == 1
