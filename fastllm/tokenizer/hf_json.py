@@ -159,7 +159,8 @@ class _Reader:
         by_text = {**by_string, **{t.content: t.id for t in added}}
         for role, name in names.items():
             if name not in by_text:
-                raise TokenizerFormatError(f"{names_where}: {role}_token: {name!r} is not a token of {self.where}")
+                raise TokenizerFormatError(f"{names_where}: {role}_token: {name!r} is not a token of {self.where}; "
+                                           "correct or remove it")
             special_ids.setdefault(role, by_text[name])
         try:
             return Tokenizer(tokens, merges, added, pattern=pattern, ignore_merges=bool(model.get("ignore_merges")),
