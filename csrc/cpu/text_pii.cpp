@@ -48,6 +48,17 @@ void PiiScanner::add_hint(const std::string& text, uint32_t bit, bool ignore_cas
   const unsigned char first = static_cast<unsigned char>(text[0]);
   hints_[first].push_back({text, bit, ignore_case});
   if (ignore_case && ascii_lower(first) != ascii_upper(first)) hints_[ascii_upper(first)].push_back({text, bit, true});
+  // The first two characters (every case of them for a word) flag where a hint may start.
+  for (const uint32_t a : {ascii_lower(first), ascii_upper(first)}) {
+    if (!ignore_case && a != first) continue;
+    if (text.size() == 1) {
+      single_[a] = true;
+      continue;
+    }
+    const auto second = static_cast<unsigned char>(text[1]);
+    for (const uint32_t b : {ascii_lower(second), ascii_upper(second)})
+      if (ignore_case || b == second) pairs_[(a * 128 + b) / 64] |= uint64_t{1} << ((a * 128 + b) % 64);
+  }
 }
 
 template <typename Char>
@@ -64,6 +75,9 @@ uint32_t PiiScanner::hints(const Char* s, int64_t n) const {
     if (c == ':' || c == '=') bits |= 1u << kAssignChar;
     if (c == ':' && i + 1 < n && (s[i + 1] == ':' || (i > 0 && is_hex(s[i - 1]) && is_hex(s[i + 1]))))
       bits |= 1u << kIpv6Hint;
+    const uint32_t next = i + 1 < n ? static_cast<uint32_t>(s[i + 1]) : 0;
+    const uint32_t pair = c * 128 + next;
+    if (!single_[c] && !(next < 128 && (pairs_[pair / 64] >> (pair % 64) & 1))) continue;  // rarely passes
     for (const Hint& h : hints_[c])
       if (!(bits & h.bit) && matches(h, s + i, n - i)) bits |= h.bit;
   }

@@ -52,6 +52,8 @@ class PiiScanner {
   bool is_digit(uint32_t c) const { return c < 128 ? c - '0' < 10u : is_decimal_(c); }
 
   std::vector<Hint> hints_[128];  // by first character (both cases for the words)
+  bool single_[128] = {};         // a one-character hint is this character
+  uint64_t pairs_[128 * 128 / 64] = {};  // bit a * 128 + b: some hint starts with a, b
   std::vector<uint32_t> lower_to_ascii_;
   int64_t margin_;
   DecimalTest is_decimal_;
