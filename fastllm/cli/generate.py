@@ -3,9 +3,9 @@ or a .gguf file with the KV cache.
 
 A .gguf file brings its own tokenizer (tokenizer.ggml.*), so `--tokenizer` is only needed for a
 file without one. Generation stops at the model's eos and at end-of-turn tokens the vocabulary has
-(<|im_end|>, <|eot_id|>, <|endoftext|>, <|end_of_text|>). `--chat` wraps the prompt as one user
-turn of a ChatML conversation (<|im_start|>role\\n...<|im_end|>), with the default system prompt
-the model's chat template writes, and prints only the answer:
+(<|im_end|>, <|eot_id|>, <|endoftext|>, <|end_of_text|>). `--chat` sends the prompt as one user
+message (after `--system`, if given) through the model's own chat template (the Jinja text in its
+GGUF or tokenizer_config.json, rendered as transformers renders it) and prints only the answer:
 
     fastllm generate --model SmolLM2-135M-Instruct.Q4_1.gguf --chat --prompt "What is the capital of France?"
 """
@@ -13,7 +13,6 @@ the model's chat template writes, and prints only the answer:
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -30,8 +29,10 @@ class GenerateConfig:
     prompt: str = field(default="", metadata={"help": "text to continue (empty: start a new document)"})
     tokenizer: Path | None = field(default=None, metadata={"help": "tokenizer.json (default: the model directory's, "
                                                                    "or the .gguf file's own)"})
-    chat: bool = field(default=False, metadata={"help": "send the prompt as a user message (ChatML chat template) "
-                                                        "and print the assistant's answer"})
+    chat: bool = field(default=False, metadata={"help": "send the prompt as a user message through the model's "
+                                                        "chat template and print the assistant's answer"})
+    system: str | None = field(default=None, metadata={"help": "with --chat: a system message before the prompt "
+                                                               "(default: whatever the template writes)"})
     max_new_tokens: int = field(default=100, metadata={"help": "tokens to generate per sample"})
     num_samples: int = field(default=1, metadata={"help": "independent samples"})
     temperature: float = field(default=0.8, metadata={"help": "0 for greedy decoding"})
@@ -44,6 +45,8 @@ class GenerateConfig:
     def validate(self) -> None:
         if self.max_new_tokens <= 0 or self.num_samples <= 0:
             raise ValueError("max_new_tokens and num_samples must be positive")
+        if self.system is not None and not self.chat:
+            raise ValueError("system is a chat message: give --chat too")
         from fastllm.model.generate import Sampling
 
         Sampling(self.temperature, self.top_k, self.top_p).validate()
@@ -81,16 +84,26 @@ def model_tokenizer(model: Path, tokenizer: Path | None) -> ModelTokenizer:
     return ModelTokenizer(tok, prefix, stops, template if isinstance(template, str) else None)
 
 
-def chatml_prompt(user: str, template: str | None, where: str) -> str:
-    """The text a ChatML template renders for one user message with add_generation_prompt: the
-    template's default system turn (if it writes one), the user turn, and the assistant's header."""
-    if not template or "<|im_start|>" not in template:
-        raise ConfigError(f"{where}: --chat needs a ChatML chat template (<|im_start|>role ... <|im_end|>); "
-                          "this model has " + ("none" if not template else "another kind") +
-                          "; give the prompt as plain text")
-    system = re.search(r"<\|im_start\|>system(?:\n|\\n)([^{}'\"]*?)<\|im_end\|>", template)
-    head = f"<|im_start|>system\n{system.group(1)}<|im_end|>\n" if system else ""
-    return f"{head}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+def chat_prompt(user: str, found: ModelTokenizer, *, system: str | None = None, where: str = "model") -> str:
+    """The prompt text the model's chat template renders for one user message (after a system
+    message when given), ending with the assistant's header."""
+    from fastllm.model.chat import render_chat, unknown_special_tokens
+
+    if not found.chat_template:
+        raise ConfigError(f"{where}: --chat needs a chat template and this model has none; give the prompt as plain text")
+    tok = found.tokenizer
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
+    text = render_chat(found.chat_template, messages, bos_token=_token_text(tok, tok.bos_id),
+                       eos_token=_token_text(tok, tok.eos_id), where=where)
+    unknown = unknown_special_tokens(text, tok.special_tokens)
+    if unknown:  # else the turn markers would be encoded as plain text
+        raise ConfigError(f"{where}: --chat needs the token {unknown[0]} the chat template writes, and the tokenizer "
+                          "has none; give the prompt as plain text")
+    return text
+
+
+def _token_text(tokenizer, token_id: int | None) -> str:
+    return "" if token_id is None else tokenizer.id_to_token(token_id) or ""
 
 
 def run(config: GenerateConfig) -> int:
@@ -101,18 +114,16 @@ def run(config: GenerateConfig) -> int:
     from fastllm.train.distributed import pick_device
 
     found = model_tokenizer(config.model, config.tokenizer)
-    prompt = config.prompt
+    prompt, prefix_ids = config.prompt, found.prefix_ids
     if config.chat:
-        prompt = chatml_prompt(config.prompt, found.chat_template, str(config.model))
-        missing = [t for t in ("<|im_start|>", "<|im_end|>") if t not in found.tokenizer.special_tokens]
-        if missing:  # else the turn markers would be encoded as plain text
-            raise ConfigError(f"{config.tokenizer or config.model}: --chat needs the ChatML token {missing[0]} in "
-                              "the tokenizer, which has none; give the prompt as plain text")
+        prompt = chat_prompt(config.prompt, found, system=config.system, where=str(config.tokenizer or config.model))
+        if prefix_ids and prompt.startswith(_token_text(found.tokenizer, prefix_ids[0]) or "\0"):
+            prefix_ids = ()  # the template writes the BOS itself
     model = load_pretrained(config.model, dtype=getattr(torch, config.dtype), device=pick_device(config.device))
     try:
         samples = generate_text(model, found.tokenizer, prompt, config.max_new_tokens, num_samples=config.num_samples,
                                 temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, seed=config.seed,
-                                prefix_ids=found.prefix_ids, stop_ids=found.stop_ids)
+                                prefix_ids=prefix_ids, stop_ids=found.stop_ids)
     except ValueError as exc:
         raise ConfigError(f"{config.model}: {exc}") from None
     for i, text in enumerate(samples):
@@ -123,5 +134,5 @@ def run(config: GenerateConfig) -> int:
 
 
 COMMANDS = {None: Command("Generate text from a model directory (HF format) or a .gguf file (with its own "
-                          "tokenizer), with greedy, temperature, top-k and top-p sampling; --chat for ChatML "
-                          "instruct models.", GenerateConfig, run)}
+                          "tokenizer), with greedy, temperature, top-k and top-p sampling; --chat for instruct "
+                          "models (their own chat template).", GenerateConfig, run)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastllm.cli.generate import chatml_prompt, model_tokenizer
+from fastllm.cli.generate import ModelTokenizer, chat_prompt, model_tokenizer
 from fastllm.cli.main import main
 from tests.real_model import SMOLLM2_GGUF as GGUF
 from tests.real_model import needs_smollm2 as needs_gguf
@@ -37,7 +37,7 @@ def test_chat_greedy_equals_transformers(hf, capsys):
     model, tokenizer = hf
     messages = [{"role": "user", "content": QUESTION}]
     expected_prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    assert chatml_prompt(QUESTION, model_tokenizer(GGUF, None).chat_template, "x") == expected_prompt
+    assert chat_prompt(QUESTION, model_tokenizer(GGUF, None)) == expected_prompt
     ids = tokenizer(expected_prompt, return_tensors="pt", add_special_tokens=False).input_ids
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=10, do_sample=False)
@@ -59,8 +59,8 @@ def test_gguf_without_tokenizer_and_chat_without_template_are_one_line_errors(tm
     assert main(["generate", f"--model={path}", "--prompt=hi"]) == 1
     err = capsys.readouterr().err
     assert "no tokenizer.ggml.model" in err and "--tokenizer" in err and err.count("\n") == 1
-    with pytest.raises(Exception, match="--chat needs a ChatML chat template"):
-        chatml_prompt("hi", "{{ messages[0]['content'] }}", "m.gguf")
+    with pytest.raises(Exception, match="m.gguf: --chat needs a chat template and this model has none"):
+        chat_prompt("hi", ModelTokenizer(tokenizer=None), where="m.gguf")
 
 
 def test_model_directory_tokenizer_settings(tmp_path):
@@ -74,7 +74,8 @@ def test_model_directory_tokenizer_settings(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}), encoding="utf-8")
     found = model_tokenizer(tmp_path, None)
     assert found.stop_ids == (257,) and found.prefix_ids == () and found.chat_template == template
-    assert chatml_prompt("hi", found.chat_template, "x") == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    # this template writes no assistant header (it ignores add_generation_prompt), as transformers renders it
+    assert chat_prompt("hi", found) == "<|im_start|>user\nhi<|im_end|>\n"
 
 
 def test_model_directory_eos_stated_by_tokenizer_config_stops_generation(tmp_path):
@@ -99,4 +100,18 @@ def test_chat_needs_the_chatml_tokens_in_the_tokenizer(tmp_path, capsys):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}), encoding="utf-8")
     assert main(["generate", f"--model={tmp_path}", "--chat", "--prompt=hi"]) == 1
     err = capsys.readouterr().err
-    assert f"{tmp_path}: --chat needs the ChatML token <|im_end|>" in err and err.count("\n") == 1
+    assert f"{tmp_path}: --chat needs the token <|im_end|> the chat template writes" in err and err.count("\n") == 1
+
+
+def test_system_without_chat_is_a_one_line_error(capsys):
+    assert main(["generate", "--model=missing", "--prompt=hi", "--system=Be brief."]) != 0
+    err = capsys.readouterr().err
+    assert "system is a chat message: give --chat too" in err and err.count("\n") == 1
+
+
+@needs_gguf
+def test_chat_with_a_system_message_renders_as_transformers(hf):
+    _, tokenizer = hf
+    messages = [{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": QUESTION}]
+    expected = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert chat_prompt(QUESTION, model_tokenizer(GGUF, None), system="Answer in one word.") == expected
