@@ -1,5 +1,6 @@
-// See text_normalize.h. Each step is its own in-place pass (they run only on texts that need
-// them), so each mirrors one regex of normalize_ref and the order of the steps is theirs.
+// See text_normalize.h. The steps run only on texts that need them, fused into two passes (the
+// one-character rewrites, then blank runs and newlines) and a strip; each pass says which
+// regexes of normalize_ref it stands for and why their order is kept.
 #include "cpu/text_normalize.h"
 
 #include <cstddef>
@@ -48,63 +49,49 @@ bool needs_work(const Char* s, int64_t n, NormalizeFlags f) {
   return false;
 }
 
+// Line breaks, controls and Unicode spaces, from the text into `out`: each step rewrites single
+// characters, so one pass does all three; a character in two sets (U+0085 is a line break and a
+// C1 control) gets the earlier step's rewrite, and "\r\n" is seen in the original text, both as
+// in the regex order.
 template <typename Char>
-void unify_line_breaks(std::vector<Char>& t) {
-  std::size_t j = 0;
-  for (std::size_t i = 0; i < t.size(); ++i) {
-    const uint32_t c = t[i];
-    if (c == '\r' && i + 1 < t.size() && t[i + 1] == '\n') ++i;
-    t[j++] = is_line_break(c) ? Char('\n') : t[i];
+void map_characters(const Char* s, int64_t n, NormalizeFlags f, std::vector<Char>& out) {
+  out.clear();
+  out.reserve(static_cast<std::size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t c = s[i];
+    if (f.whitespace && is_line_break(c)) {
+      if (c == '\r' && i + 1 < n && s[i + 1] == '\n') ++i;
+      out.push_back(Char('\n'));
+    } else if (f.remove_control && is_control(c)) {
+      continue;
+    } else {
+      out.push_back(f.whitespace && is_unicode_space(c) ? Char(' ') : s[i]);
+    }
   }
-  t.resize(j);
 }
 
+// In place: a maximal run of blanks followed by '\n' is dropped ("[ \t]+\n" -> "\n"); in
+// other runs, spaces after a space are dropped (" {2,}" -> " ", when collapsing; runs are
+// maximal, so that never reaches across them); a '\n' after two written ones is dropped
+// ("\n{3,}" -> "\n\n", which the regexes apply last, so to what is written here).
 template <typename Char>
-void remove_controls(std::vector<Char>& t) {
-  std::size_t j = 0;
-  for (const Char c : t)
-    if (!is_control(c)) t[j++] = c;
-  t.resize(j);
-}
-
-template <typename Char>
-void unify_spaces(std::vector<Char>& t) {
-  for (Char& c : t)
-    if (is_unicode_space(c)) c = Char(' ');
-}
-
-template <typename Char>
-void collapse_space_runs(std::vector<Char>& t) {
-  std::size_t j = 0;
-  for (std::size_t i = 0; i < t.size(); ++i)
-    if (!(t[i] == ' ' && j > 0 && t[j - 1] == ' ' && i > 0 && t[i - 1] == ' ')) t[j++] = t[i];
-  t.resize(j);
-}
-
-// "[ \t]+\n" -> "\n": a maximal run of blanks followed by a newline is dropped.
-template <typename Char>
-void drop_trailing_blanks(std::vector<Char>& t) {
+void blanks_and_newlines(std::vector<Char>& t, bool collapse) {
   std::size_t j = 0;
   for (std::size_t i = 0; i < t.size();) {
-    if (!is_blank(t[i])) {
-      t[j++] = t[i++];
+    if (is_blank(t[i])) {
+      std::size_t k = i;
+      while (k < t.size() && is_blank(t[k])) ++k;
+      if (k < t.size() && t[k] == '\n') {
+        i = k;
+        continue;
+      }
+      for (; i < k; ++i)
+        if (!(collapse && t[i] == ' ' && j > 0 && t[j - 1] == ' ')) t[j++] = t[i];
       continue;
     }
-    std::size_t k = i;
-    while (k < t.size() && is_blank(t[k])) ++k;
-    if (k == t.size() || t[k] != '\n')
-      while (i < k) t[j++] = t[i++];
-    i = k;
-  }
-  t.resize(j);
-}
-
-// "\n{3,}" -> "\n\n".
-template <typename Char>
-void limit_blank_lines(std::vector<Char>& t) {
-  std::size_t j = 0;
-  for (std::size_t i = 0; i < t.size(); ++i)
     if (!(t[i] == '\n' && j >= 2 && t[j - 1] == '\n' && t[j - 2] == '\n')) t[j++] = t[i];
+    ++i;
+  }
   t.resize(j);
 }
 
@@ -122,14 +109,9 @@ void strip(std::vector<Char>& t) {
 template <typename Char>
 bool normalize(const Char* text, int64_t n, NormalizeFlags flags, std::vector<Char>& out) {
   if (!needs_work(text, n, flags)) return false;
-  out.assign(text, text + n);
-  if (flags.whitespace) unify_line_breaks(out);
-  if (flags.remove_control) remove_controls(out);
+  map_characters(text, n, flags, out);
   if (flags.whitespace) {
-    unify_spaces(out);
-    if (flags.collapse_spaces) collapse_space_runs(out);
-    drop_trailing_blanks(out);
-    limit_blank_lines(out);
+    blanks_and_newlines(out, flags.collapse_spaces);
     strip(out);
   }
   return true;
