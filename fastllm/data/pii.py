@@ -309,9 +309,10 @@ def _scanner():
 
 
 def _scan(text: str) -> tuple[int, list[tuple[int, int]]]:
-    """(anchor bits, digit windows); bit k: a hint of _SECRETS[k] occurs; _SECRET_WORD: one of
-    _SECRET_WORDS occurs in text.lower() (or may: the text holds one of LOWER_TO_ASCII); _HAS_AT: '@'; _IPV6_BIT:
-    _IPV6_HINT matches; _ASSIGN_CHAR: ':' or '='. The windows are _digit_windows_ref's."""
+    """(anchor bits, digit windows). Bit k: a hint of _SECRETS[k] occurs; _SECRET_WORD: one of
+    _SECRET_WORDS occurs in text.lower() (or may: the text holds one of LOWER_TO_ASCII); _HAS_AT:
+    '@'; _IPV6_BIT: _IPV6_HINT matches; _ASSIGN_CHAR: ':' or '='. The windows are
+    _digit_windows_ref's."""
     bits, bounds = _scanner().scan(text)
     return bits, list(zip(bounds[::2], bounds[1::2])) if bounds else []
 
