@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from fastllm.model.config import ModelConfig
-from fastllm.model.llama import Llama
+from fastllm.model.llama import Llama, rope_tables
 from fastllm.utils.atomic import atomic_directory, write_json
 from fastllm.utils.errors import ConfigError, InputFormatError
 
@@ -43,8 +43,7 @@ def load_pretrained(path: str | Path, *, dtype: torch.dtype = torch.float32, dev
     if not path.is_dir():
         raise InputFormatError(f"{path}: expected a model directory (config.json + model.safetensors) or a .gguf file")
     config = read_config(path / "config.json")
-    tensors = read_weights(path)
-    return model_from_tensors(config, tensors, where=str(path), dtype=dtype).to(device)
+    return model_from_tensors(config, read_weights(path, dtype), where=str(path), dtype=dtype).to(device)
 
 
 def read_config(path: Path) -> ModelConfig:
@@ -59,15 +58,16 @@ def read_config(path: Path) -> ModelConfig:
     return ModelConfig.from_hf(hf, where=str(path))
 
 
-def read_weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of the checkpoint by name, from model.safetensors or a sharded index."""
+def read_weights(model_dir: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Every tensor of the checkpoint by name, from model.safetensors or a sharded index; floating
+    tensors converted to `dtype` one at a time as they are read (never the whole file twice)."""
     single, index = model_dir / WEIGHTS_NAME, model_dir / INDEX_NAME
     if single.is_file():
-        return read_safetensors(single)
+        return read_safetensors(single, dtype)
     if index.is_file():
         tensors: dict[str, torch.Tensor] = {}
         for shard in _shards_of(index):
-            tensors.update(read_safetensors(shard))
+            tensors.update(read_safetensors(shard, dtype))
         return tensors
     if (model_dir / "pytorch_model.bin").exists():
         raise InputFormatError(f"{model_dir}: only pytorch_model.bin (pickle) found; fastllm reads safetensors "
@@ -90,21 +90,28 @@ def _shards_of(index: Path) -> list[Path]:
     return shards
 
 
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors of one safetensors file; a corrupt or truncated file is a one-line error."""
+def read_safetensors(path: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of one safetensors file (floating ones converted to `dtype` if given); a corrupt
+    or truncated file is a one-line error."""
     try:
         with safe_open(str(path), framework="pt") as handle:
-            return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+            return {name: _as_dtype(handle.get_tensor(name), dtype) for name in handle.keys()}  # noqa: SIM118
     except Exception as exc:  # safetensors raises its own error types and OSError
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputFormatError(f"{path}: not a valid safetensors file ({first_line})") from None
 
 
+def _as_dtype(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+
+
 def model_from_tensors(config: ModelConfig, tensors: dict[str, torch.Tensor], *, where: str,
                        dtype: torch.dtype = torch.float32) -> Llama:
     """Builds a Llama for `config` and fills it from HF-named tensors, checking names and shapes
-    before any weight memory is allocated (the config's sizes come from the file)."""
-    tensors = {k: v for k, v in tensors.items() if not k.endswith(_IGNORED_SUFFIXES)}
+    before any weight memory is allocated (the config's sizes come from the file). Consumes
+    `tensors`: they move into the model (emptied from the dict) instead of being copied."""
+    for name in [k for k in tensors if k.endswith(_IGNORED_SUFFIXES)]:
+        del tensors[name]
     layers = {name.split(".")[2] for name in tensors if name.startswith("model.layers.")}
     if len(layers) != config.n_layers:
         raise ConfigError(f"{where}: checkpoint does not match its config ({config.n_layers} layers configured, "
@@ -125,12 +132,14 @@ def model_from_tensors(config: ModelConfig, tensors: dict[str, torch.Tensor], *,
         if tuple(tensors[name].shape) != tuple(target.shape):
             raise ConfigError(f"{where}: tensor {name} has shape {tuple(tensors[name].shape)}, the config "
                               f"expects {tuple(target.shape)}; checkpoint from a different architecture?")
-    model.materialize()
-    with torch.no_grad():
-        for name, param in model.state_dict(keep_vars=True).items():
-            if name in tensors:
-                param.copy_(tensors[name])
-    return model.to(dtype)
+    # The file's tensors become the parameters (no second copy of the weights); popping each one
+    # as it is converted keeps a dtype change to one tensor's worth of extra memory.
+    state = {name: tensors.pop(name).to(dtype).contiguous() for name in expected}
+    model.load_state_dict(state, strict=False, assign=True)
+    if config.tie_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    model.rope_cos, model.rope_sin = rope_tables(config, "cpu")
+    return model
 
 
 # ---- writing ----
