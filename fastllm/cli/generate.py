@@ -71,17 +71,23 @@ def model_tokenizer(model: Path, tokenizer: Path | None) -> ModelTokenizer:
         tok, template = info.tokenizer, info.chat_template
         prefix = (info.bos_id,) if info.add_bos and info.bos_id is not None else ()
     else:
-        tok, template, prefix = load_tokenizer(model, tokenizer), None, ()
+        tok = load_tokenizer(model, tokenizer)
         config_file = (Path(tokenizer) if tokenizer is not None else model)
-        config_file = (config_file if config_file.is_dir() else config_file.parent) / "tokenizer_config.json"
-        if config_file.is_file():
-            try:
-                template = json.loads(config_file.read_text(encoding="utf-8")).get("chat_template")
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-                template = None
+        settings = _tokenizer_settings((config_file if config_file.is_dir() else config_file.parent) / "tokenizer_config.json")
+        template = settings.get("chat_template")
+        prefix = (tok.bos_id,) if settings.get("add_bos_token") is True and tok.bos_id is not None else ()
     stops = [tok.eos_id] + [tok.special_tokens.get(name) for name in END_OF_TURN]
     stops = tuple(dict.fromkeys(i for i in stops if i is not None))
     return ModelTokenizer(tok, prefix, stops, template if isinstance(template, str) else None)
+
+
+def _tokenizer_settings(path: Path) -> dict:
+    """tokenizer_config.json's fields (chat_template, add_bos_token); none when it is absent or unreadable."""
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
 
 
 def chat_prompt(user: str, found: ModelTokenizer, *, system: str | None = None, where: str = "model") -> str:

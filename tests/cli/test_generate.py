@@ -115,3 +115,16 @@ def test_chat_with_a_system_message_renders_as_transformers(hf):
     messages = [{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": QUESTION}]
     expected = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert chat_prompt(QUESTION, model_tokenizer(GGUF, None), system="Answer in one word.") == expected
+
+
+def test_model_directory_adds_bos_when_tokenizer_config_says_so(tmp_path):
+    import json
+
+    from fastllm.tokenizer import AddedToken, Tokenizer
+
+    Tokenizer([bytes([i]) for i in range(256)], [], [AddedToken("<s>", 256), AddedToken("</s>", 257)]).save(tmp_path)
+    config = tmp_path / "tokenizer_config.json"
+    config.write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True}), encoding="utf-8")
+    assert model_tokenizer(tmp_path, None).prefix_ids == (256,)
+    config.write_text(json.dumps({"bos_token": "<s>", "add_bos_token": False}), encoding="utf-8")
+    assert model_tokenizer(tmp_path, None).prefix_ids == ()
