@@ -133,14 +133,18 @@ class NgramCounter {
   uint32_t generation_ = 0;
 };
 
-// Lowercase stop words, matched against a word with its ASCII punctuation trimmed and ASCII
-// letters lowered. Words of up to 8 bytes compare as one 64-bit load each.
+// Stop words (ASCII-lowercased here too), matched against a word with its ASCII punctuation
+// trimmed and ASCII letters lowered. Words of up to 8 bytes compare as one 64-bit load each.
 class StopWords {
  public:
   explicit StopWords(const std::vector<std::string>& words) {
-    for (const std::string& w : words) {
+    for (std::string w : words) {
       if (w.empty()) continue;
+      for (char& c : w) c = static_cast<char>(ascii_lower(static_cast<unsigned char>(c)));
       max_bytes_ = std::max(max_bytes_, static_cast<int64_t>(w.size()));
+      const auto first = static_cast<unsigned char>(w[0]);
+      first_byte_[first] = true;
+      first_byte_[static_cast<unsigned char>(first - 'a') < 26 ? first & 0xDF : first] = true;
       if (w.size() <= 8) {
         packed_.push_back({pack(reinterpret_cast<const unsigned char*>(w.data()), static_cast<int64_t>(w.size())),
                            static_cast<int64_t>(w.size())});
@@ -159,7 +163,7 @@ class StopWords {
     while (b < e && s[b] < 0x80 && !is_alnum_byte(s[b])) ++b;
     while (e > b && s[e - 1] < 0x80 && !is_alnum_byte(s[e - 1])) --e;
     const int64_t len = e - b;
-    if (len == 0 || len > max_bytes_) return false;
+    if (len == 0 || len > max_bytes_ || !first_byte_[s[b]]) return false;
     if (len <= 8) {
       const uint64_t key = lower_ascii8(b + 8 <= n ? load8_prefix(s + b, len) : pack(s + b, len));
       for (const auto& [word, word_len] : packed_)
@@ -201,6 +205,7 @@ class StopWords {
   std::vector<std::pair<uint64_t, int64_t>> packed_;
   std::vector<std::string> long_;
   int64_t max_bytes_ = 0;
+  bool first_byte_[256] = {};  // a stop word starts with this byte (either case of a letter)
 };
 
 // The per-document work, with every buffer kept across the documents of one thread.
