@@ -172,6 +172,8 @@ def _find_secrets(text: str, hint_bits: int) -> Iterable[Match]:
 
 def _assigned_secrets(text: str) -> Iterable[Match]:
     lowered = text.lower()
+    if len(lowered) != len(text):  # 'İ' lowers to two characters: keep positions those of `text`
+        lowered = "".join(c.lower()[0] for c in text)
     seen: set[int] = set()
     for word in _SECRET_WORDS:
         at = lowered.find(word)

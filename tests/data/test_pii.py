@@ -99,3 +99,9 @@ def test_numbers_written_in_other_scripts_are_checked_not_crashed_on():
     assert luhn_valid("4111111111111111".translate(devanagari))
     assert redact("आधार 2३४५ ६७८९ ०१२४ है")[1] == {"ID_NUMBER": 1}
     assert redact("आधार 2३४५ ६७८९ ०१२५ है")[1] == {}  # fails the Verhoeff check
+
+
+def test_secret_keyword_found_after_characters_whose_lowercase_is_longer():
+    # 'İ'.lower() is two characters; keyword positions must stay those of the original text
+    text = "İ" * 40 + " password: Xy7kLm9Qr2Tz8Wv4"
+    assert redact(text) == ("İ" * 40 + " password: <SECRET>", {"SECRET": 1})
