@@ -12,13 +12,13 @@ GGUF or tokenizer_config.json, rendered as transformers renders it) and prints o
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from fastllm.cli.main import Command
-from fastllm.utils.errors import ConfigError
+from fastllm.utils.errors import ConfigError, FastLLMError
+from fastllm.utils.jsonfile import read_json_object
 
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>")
 
@@ -84,10 +84,9 @@ def model_tokenizer(model: Path, tokenizer: Path | None) -> ModelTokenizer:
 def _tokenizer_settings(path: Path) -> dict:
     """tokenizer_config.json's fields (chat_template, add_bos_token); none when it is absent or unreadable."""
     try:
-        settings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_json_object(path) if path.is_file() else {}
+    except FastLLMError:
         return {}
-    return settings if isinstance(settings, dict) else {}
 
 
 def chat_prompt(user: str, found: ModelTokenizer, *, system: str | None = None, where: str = "model") -> str:

@@ -23,6 +23,7 @@ from fastllm.model.config import ModelConfig
 from fastllm.model.llama import Llama, rope_tables
 from fastllm.utils.atomic import atomic_directory, write_json
 from fastllm.utils.errors import ConfigError, InputFormatError
+from fastllm.utils.jsonfile import read_json_object
 
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
@@ -49,13 +50,7 @@ def load_pretrained(path: str | Path, *, dtype: torch.dtype = torch.float32, dev
 def read_config(path: Path) -> ModelConfig:
     if not path.is_file():
         raise InputFormatError(f"{path}: missing; a model directory needs config.json")
-    try:
-        hf = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputFormatError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(hf, dict):
-        raise InputFormatError(f"{path}: expected a JSON object")
-    return ModelConfig.from_hf(hf, where=str(path))
+    return ModelConfig.from_hf(read_json_object(path), where=str(path))
 
 
 def read_weights(model_dir: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:

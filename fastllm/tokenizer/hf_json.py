@@ -28,6 +28,7 @@ from fastllm.tokenizer.bpe import SPECIAL_ROLES, AddedToken, Tokenizer
 from fastllm.tokenizer.bytelevel import bytes_to_token, token_to_bytes
 from fastllm.tokenizer.patterns import PATTERNS, pattern_name
 from fastllm.utils.errors import InputFormatError
+from fastllm.utils.jsonfile import read_json_object
 
 
 class TokenizerFormatError(InputFormatError):
@@ -107,12 +108,7 @@ def read_tokenizer_json(path: Path) -> Tokenizer:
 def _special_names(config: Path) -> dict[str, str]:
     """The texts tokenizer_config.json gives as bos_token, eos_token, unk_token, pad_token (a
     string or an AddedToken object with "content"; null or absent: not stated)."""
-    try:
-        obj = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TokenizerFormatError(f"{config}: unreadable ({exc}); fix or remove it") from None
-    if not isinstance(obj, dict):
-        raise TokenizerFormatError(f"{config}: expected a JSON object, got {type(obj).__name__}")
+    obj = read_json_object(config, TokenizerFormatError, hint="; fix or remove it")
     names = {}
     for role in SPECIAL_ROLES:
         value = obj.get(f"{role}_token")
