@@ -316,7 +316,12 @@ def _scan(text: str) -> tuple[int, list[tuple[int, int]]]:
     '@'; _IPV6_BIT: _IPV6_HINT matches; _ASSIGN_CHAR: ':' or '='. The windows are
     _digit_windows_ref's."""
     bits, bounds = _scanner().scan(text)
-    return bits, list(zip(bounds[::2], bounds[1::2])) if bounds else []
+    return bits, _pairs(bounds)
+
+
+def _pairs(bounds: list[int]) -> list[tuple[int, int]]:
+    """[begin, end, begin, end, ...] -> [(begin, end), ...]"""
+    return list(zip(bounds[::2], bounds[1::2]))
 
 
 def _anchor_bits_ref(text: str) -> int:
@@ -335,10 +340,10 @@ def _anchor_bits_ref(text: str) -> int:
 
 def detect(text: str, types: Iterable[str] = PII_TYPES) -> list[Match]:
     """Non-overlapping matches in text order; on overlap the higher-priority type wins."""
-    bits, bounds = _scanner().scan(text)
-    if not bounds and not bits & _ANCHORS and (bits & _ASSIGNMENT) != _ASSIGNMENT:
-        return []  # most text: no detector can match, so none runs
-    return _detect(text, set(types), bits, list(zip(bounds[::2], bounds[1::2])))
+    bits, windows = _scan(text)
+    if not windows and not bits & _ANCHORS and (bits & _ASSIGNMENT) != _ASSIGNMENT:
+        return []  # most text: no detector can match, so none runs (scan_many decides the same in C++)
+    return _detect(text, set(types), bits, windows)
 
 
 def detect_ref(text: str, types: Iterable[str] = PII_TYPES) -> list[Match]:
@@ -383,7 +388,7 @@ def redact_many(texts: Sequence[str], types: Iterable[str] = PII_TYPES) -> list[
             out.append((text, {}))
         else:
             bits, bounds = scan
-            out.append(_redacted(text, _detect(text, wanted, bits, list(zip(bounds[::2], bounds[1::2])))))
+            out.append(_redacted(text, _detect(text, wanted, bits, _pairs(bounds))))
     return out
 
 
