@@ -266,7 +266,12 @@ void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stre
     throw std::invalid_argument("attention_fwd_cuda: heads must be a multiple of kv_heads");
   if (args.batch * args.heads > 65535)
     throw std::invalid_argument("attention_fwd_cuda: batch * heads exceeds 65535 (grid y)");
-  if (args.seq_q == 0 || args.batch == 0) return;
+  if (args.seq_q == 0 || args.batch == 0 || args.heads == 0) return;
+  // A row that sees no key would divide by a zero row sum (and with S = 0 the kernel would exit
+  // with its first cp.async group never waited on); op.py refuses both, this entry point too.
+  if (args.seq_k <= 0) throw std::invalid_argument("attention_fwd_cuda: seq_k must be positive");
+  if (args.causal && args.seq_q > args.seq_k)
+    throw std::invalid_argument("attention_fwd_cuda: causal attention needs seq_q <= seq_k (bottom-right aligned)");
   auto s = reinterpret_cast<cudaStream_t>(stream);
   switch (dtype) {
     case 1: launch<__half>(args, s); break;

@@ -189,7 +189,11 @@ void attention_decode_cuda(int dtype, const AttentionCudaArgs& args, const Atten
                                 std::to_string(args.head_dim));
   if (w.n_splits <= 0 || w.keys_per_split <= 0 || (w.n_splits - 1) * w.keys_per_split >= args.seq_k)
     throw std::invalid_argument("attention_decode_cuda: every split must hold at least one key");
-  if (args.batch == 0) return;
+  if (args.kv_heads <= 0 || args.heads % args.kv_heads)
+    throw std::invalid_argument("attention_decode_cuda: heads must be a multiple of kv_heads");
+  if (args.batch * args.heads > 65535)  // bounds the split grid's y (B * Hkv * chunks <= B * H) too
+    throw std::invalid_argument("attention_decode_cuda: batch * heads exceeds 65535");
+  if (args.batch == 0 || args.heads == 0) return;
   auto s = reinterpret_cast<cudaStream_t>(stream);
   switch (dtype) {
     case 1: launch<__half>(args, w, s); break;
