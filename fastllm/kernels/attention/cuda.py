@@ -27,7 +27,7 @@ def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str
     if q.dtype not in DTYPE_CODES:
         return f"the cuda kernels take float16 or bfloat16, got {q.dtype} (the triton backend takes float32)"
     if q.shape[-1] not in HEAD_DIMS:
-        return f"head dim {q.shape[-1]} is not supported by the cuda kernels (supported: {HEAD_DIMS})"
+        return f"q has head dim {q.shape[-1]}, which the cuda kernels do not take (supported: {HEAD_DIMS})"
     if torch.cuda.get_device_capability(q.device) < (8, 0):
         return "the cuda kernels need tensor cores of compute capability 8.0 or newer"
     if q.shape[0] * q.shape[1] > 65535:
@@ -44,7 +44,12 @@ def _strides(t: torch.Tensor) -> list[int]:
 
 def decode_splits(batch: int, kv_heads: int, group: int, seq_k: int, device: torch.device) -> tuple[int, int]:
     """(n_splits, keys_per_split) so the grid fills the GPU and no split is empty."""
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return split_plan(batch, kv_heads, group, seq_k, torch.cuda.get_device_properties(device).multi_processor_count)
+
+
+def split_plan(batch: int, kv_heads: int, group: int, seq_k: int, sms: int) -> tuple[int, int]:
+    """decode_splits for a GPU with `sms` multiprocessors: the split kernel's grid is
+    (n_splits, batch * kv_heads * cdiv(group, 8)); the last split holds at least one key."""
     blocks = batch * kv_heads * math.ceil(group / 8)
     wanted = max(1, math.ceil(BLOCKS_PER_SM * sms / blocks))
     n_splits = max(1, min(wanted, math.ceil(seq_k / MIN_KEYS_PER_SPLIT)))
