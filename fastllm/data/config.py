@@ -72,7 +72,7 @@ class TokenizerSection:
     path: str | None = field(default=None, metadata={"help": "tokenizer.json to tokenize with"})
     train_vocab_size: int = field(default=0, metadata={"help": "> 0: train a BPE tokenizer of this size on the "
                                                                "cleaned training split instead"})
-    train_max_bytes: int = field(default=200_000_000, metadata={"help": "text used to train it, at most"})
+    train_max_bytes: int = field(default=200_000_000, metadata={"help": "UTF-8 bytes of text used to train it, at most"})
     min_frequency: int = field(default=2, metadata={"help": "BPE training: minimum pair count"})
     pattern: str = field(default="llama3", metadata={"help": "BPE training: pre-tokenizer pattern"})
 

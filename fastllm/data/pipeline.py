@@ -22,6 +22,7 @@ from fastllm.cli.config_io import to_dict
 from fastllm.data.clean import clean_task
 from fastllm.data.config import PrepareConfig
 from fastllm.data.dedup import dedup_reduce, minhash_task
+from fastllm.data.document import utf8_length
 from fastllm.data.executor import make_executor
 from fastllm.data.markers import StageDir, file_fingerprint
 from fastllm.data.minhash import SIGNATURE_VERSION
@@ -222,7 +223,7 @@ class Pipeline:
                 if split_of(ids[row], files[row], self.config.split, self.config.seed) != TRAIN:
                     continue
                 yield texts[row]
-                budget -= len(texts[row])
+                budget -= utf8_length(texts[row])
                 if budget <= 0:
                     return
 
