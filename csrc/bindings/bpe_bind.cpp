@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "bindings/registry.h"
@@ -46,29 +47,153 @@ const uint8_t* bytes_of(std::string_view v) { return reinterpret_cast<const uint
 // Token ids as Python ints: one shared int object per id, made once. Building a list is then a
 // reference-count increment per token instead of an allocation (and freeing it no longer frees
 // millions of ints), which is most of the cost of returning a long encoding to Python.
-// Only touched with the GIL held.
-PyObject* id_object(uint32_t id) {
+// Only touched with the GIL held; ensure_id_objects(limit) before converting ids below limit.
+std::vector<PyObject*>& id_objects() {
   static std::vector<PyObject*> ints;
-  if (id >= ints.size()) {
-    const size_t old = ints.size();
-    ints.resize(std::max<size_t>(id + 1, old * 2));
-    for (size_t i = old; i < ints.size(); ++i) {
-      ints[i] = PyLong_FromUnsignedLong(static_cast<unsigned long>(i));
-      if (!ints[i]) throw py::error_already_set();
-    }
-  }
-  return ints[id];
+  return ints;
 }
 
-py::list to_list(const std::vector<uint32_t>& ids) {
-  PyObject* list = PyList_New(static_cast<Py_ssize_t>(ids.size()));
-  if (!list) throw py::error_already_set();
-  for (size_t i = 0; i < ids.size(); ++i) {
-    PyObject* value = id_object(ids[i]);
-    Py_INCREF(value);
-    PyList_SET_ITEM(list, i, value);
+void ensure_id_objects(size_t limit) {
+  std::vector<PyObject*>& ints = id_objects();
+  if (limit <= ints.size()) return;
+  const size_t old = ints.size();
+  ints.resize(std::max(limit, old * 2));
+  for (size_t i = old; i < ints.size(); ++i) {
+    ints[i] = PyLong_FromUnsignedLong(static_cast<unsigned long>(i));
+    if (!ints[i]) {
+      ints.resize(i);
+      throw py::error_already_set();
+    }
   }
+}
+
+// A new list of the ids (a new reference), or nullptr with a Python error set.
+PyObject* new_id_list(const uint32_t* ids, size_t n) {
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(n));
+  if (!list) return nullptr;
+  PyObject* const* ints = id_objects().data();
+  PyObject** items = reinterpret_cast<PyListObject*>(list)->ob_item;
+  for (size_t i = 0; i < n; ++i) {
+    PyObject* value = ints[ids[i]];
+    Py_INCREF(value);
+    items[i] = value;
+  }
+  return list;
+}
+
+py::list to_list(const BpeModel& model, const std::vector<uint32_t>& ids) {
+  ensure_id_objects(model.id_limit());
+  PyObject* list = new_id_list(ids.data(), ids.size());
+  if (!list) throw py::error_already_set();
   return py::reinterpret_steal<py::list>(list);
+}
+
+// The GIL for a worker thread of a batch call, made once per worker and taken only while it
+// builds lists (PyGILState_Ensure works on pool threads and on the caller alike).
+class WorkerGil {
+ public:
+  ~WorkerGil() {
+    if (!state_) return;
+    PyEval_RestoreThread(state_);
+    PyGILState_Release(gil_);
+  }
+  void acquire() {
+    if (state_) {
+      PyEval_RestoreThread(state_);
+    } else {
+      gil_ = PyGILState_Ensure();
+    }
+  }
+  void release() { state_ = PyEval_SaveThread(); }
+
+ private:
+  PyGILState_STATE gil_{};
+  PyThreadState* state_ = nullptr;
+};
+
+// encode_batch's engine. Building the lists needs the GIL, so done after the encoding it would
+// leave every other core idle; instead, whichever worker finishes a text first turns the
+// finished texts into lists, in order, while the other workers keep encoding. One worker runs
+// the two in turn, freeing each text's ids right after its list is made.
+// Robust to parallel_for running its tasks one after another: a worker only ever waits for a
+// text another worker is encoding at that moment.
+class BatchToLists {
+ public:
+  BatchToLists(const BpeModel& model, const std::vector<std::string_view>& views, const std::vector<uint8_t>* mask,
+               PyObject* out)
+      : model_(model), views_(views), mask_(mask), out_(out), results_(views.size()), done_(views.size()) {}
+
+  bool run(int n_threads) {  // without the GIL; false when a list could not be made
+    const int workers = static_cast<int>(std::max<size_t>(1, std::min<size_t>(std::max(n_threads, 1), views_.size())));
+    parallel_for(workers, workers, [&](int64_t) { work(); });
+    return !failed_.load();
+  }
+
+ private:
+  void work() {
+    try {
+      encode_and_convert();
+    } catch (...) {
+      failed_.store(true);  // or the other workers would wait for this one's text forever
+      throw;
+    }
+  }
+
+  void encode_and_convert() {
+    bpe::CacheLease cache(model_);
+    WorkerGil gil;
+    // Encoded into a worker-local buffer and copied once: pushing into results_[i] directly
+    // would make workers write the same cache lines (adjacent vector headers).
+    std::vector<uint32_t> local;
+    const size_t n = views_.size();
+    for (size_t i = next_.fetch_add(1); i < n; i = next_.fetch_add(1)) {
+      local.clear();
+      model_.encode(bytes_of(views_[i]), views_[i].size(), mask_, cache.get(), local);
+      results_[i].assign(local.begin(), local.end());
+      done_[i].store(1, std::memory_order_release);
+      convert_ready(gil);
+    }
+    while (converted_.load(std::memory_order_acquire) < n && !failed_.load())
+      if (!convert_ready(gil)) std::this_thread::yield();
+  }
+
+  // Makes the lists of the finished texts that follow the last converted one, unless another
+  // worker is doing so. Returns whether it made any.
+  bool convert_ready(WorkerGil& gil) {
+    size_t c = converted_.load(std::memory_order_acquire);
+    if (c >= views_.size() || !done_[c].load(std::memory_order_acquire)) return false;
+    if (converting_.exchange(true, std::memory_order_acquire)) return false;
+    c = converted_.load(std::memory_order_relaxed);
+    gil.acquire();
+    for (; c < views_.size() && done_[c].load(std::memory_order_acquire); ++c) {
+      PyObject* list = new_id_list(results_[c].data(), results_[c].size());
+      if (!list) {
+        PyErr_Clear();
+        failed_.store(true);
+        break;
+      }
+      PyList_SET_ITEM(out_, static_cast<Py_ssize_t>(c), list);
+      std::vector<uint32_t>().swap(results_[c]);  // freed now, so later texts reuse the memory
+    }
+    gil.release();
+    converted_.store(c, std::memory_order_release);
+    converting_.store(false, std::memory_order_release);
+    return true;
+  }
+
+  const BpeModel& model_;
+  const std::vector<std::string_view>& views_;
+  const std::vector<uint8_t>* mask_;
+  PyObject* out_;
+  std::vector<std::vector<uint32_t>> results_;
+  std::vector<std::atomic<uint8_t>> done_;
+  std::atomic<size_t> next_{0}, converted_{0};
+  std::atomic<bool> converting_{false}, failed_{false};
+};
+
+bool encode_to_lists(const BpeModel& model, const std::vector<std::string_view>& views,
+                     const std::vector<uint8_t>* mask, int n_threads, PyObject* out) {
+  return BatchToLists(model, views, mask, out).run(n_threads);
 }
 
 // Optional list of enabled special-token indices -> mask (empty optional = no specials).
@@ -150,14 +275,19 @@ std::shared_ptr<BpeModel> make_model(const std::vector<py::bytes>& id_to_bytes,
 py::list encode(const BpeModel& model, py::handle text, const std::optional<std::vector<size_t>>& allowed) {
   const std::string_view view = utf8_view(text);
   const auto mask = to_mask(model, allowed);
-  std::vector<uint32_t> out;
+  ensure_id_objects(model.id_limit());
+  bpe::CacheLease cache(model);
+  std::vector<uint32_t>& out = cache.get().scratch;
+  out.clear();
   {
     py::gil_scoped_release release;
     out.reserve(view.size() / 4 + 16);
-    bpe::CacheLease cache(model);
     model.encode(bytes_of(view), view.size(), mask ? &*mask : nullptr, cache.get(), out);
   }
-  return to_list(out);
+  PyObject* list = new_id_list(out.data(), out.size());
+  if (out.capacity() > bpe::WordCache::kMaxScratchIds) std::vector<uint32_t>().swap(out);
+  if (!list) throw py::error_already_set();
+  return py::reinterpret_steal<py::list>(list);
 }
 
 // Encodes every text on `n_threads` workers; results[i] holds text i's ids. Called without the GIL.
@@ -189,16 +319,14 @@ py::list encode_batch(const BpeModel& model, const py::list& texts, const std::o
                       int n_threads) {
   const std::vector<std::string_view> views = utf8_views(texts);
   const auto mask = to_mask(model, allowed);
-  std::vector<std::vector<uint32_t>> results(views.size());
+  ensure_id_objects(model.id_limit());
+  py::list out(views.size());
+  bool ok;
   {
     py::gil_scoped_release release;
-    encode_all(model, views, mask ? &*mask : nullptr, n_threads, results);
+    ok = encode_to_lists(model, views, mask ? &*mask : nullptr, n_threads, out.ptr());
   }
-  py::list out(views.size());
-  for (size_t i = 0; i < results.size(); ++i) {
-    out[i] = to_list(results[i]);
-    std::vector<uint32_t>().swap(results[i]);
-  }
+  if (!ok) throw std::bad_alloc();
   return out;
 }
 
@@ -317,7 +445,7 @@ const BindingRegistrar registrar("bpe", [](py::module_& m) {
         const std::string_view view(word);
         std::vector<uint32_t> out;
         model.encode_word(bytes_of(view), view.size(), out);
-        return to_list(out);
+        return to_list(model, out);
       }, py::arg("word"));
 
   py::class_<bpe::WordCounter>(m, "WordCounter")

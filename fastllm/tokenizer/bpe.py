@@ -42,6 +42,7 @@ PAD_TOKEN = "<|pad|>"
 SPECIAL_ROLES = ("bos", "eos", "unk", "pad")  # the keys of Tokenizer(special_ids=...)
 
 SpecialSet = Literal["all"] | Iterable[str]
+_IMMUTABLE = (str, tuple, frozenset)
 
 
 class DisallowedSpecialTokenError(FastLLMError, ValueError):
@@ -113,6 +114,7 @@ class Tokenizer:
         self._ids = self._check_special_ids(special_ids or {})
         self._model = self._build_model()
         self._json: str | None = None
+        self._resolved: dict[tuple, tuple[list | None, list | None]] = {}
 
     def _check_special_ids(self, ids: Mapping[str, int | None]) -> dict[str, int]:
         out = {}
@@ -208,6 +210,21 @@ class Tokenizer:
         return [i for i, name in enumerate(self._special_order) if name in wanted]
 
     def _resolve(self, allowed_special: SpecialSet, disallowed_special: SpecialSet) -> tuple[list | None, list | None]:
+        # Memoised for immutable options (the defaults, "all", tuples, frozensets): a per-document
+        # encode loop would otherwise spend a sizeable part of its time here. The lists are never
+        # mutated.
+        if type(allowed_special) not in _IMMUTABLE or type(disallowed_special) not in _IMMUTABLE:
+            return self._resolve_uncached(allowed_special, disallowed_special)
+        key = (allowed_special, disallowed_special)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = self._resolve_uncached(allowed_special, disallowed_special)
+            if len(self._resolved) < 64:
+                self._resolved[key] = resolved
+        return resolved
+
+    def _resolve_uncached(self, allowed_special: SpecialSet,
+                          disallowed_special: SpecialSet) -> tuple[list | None, list | None]:
         if not self._added:
             return None, None
         if disallowed_special == "all" and not allowed_special:  # the default: every special is an error
