@@ -272,10 +272,107 @@ std::shared_ptr<BpeModel> make_model(const std::vector<py::bytes>& id_to_bytes,
   return std::make_shared<BpeModel>(std::move(tokens), merge_list, special_list, to_pattern(pattern), ignore_merges);
 }
 
-py::list encode(const BpeModel& model, py::handle text, const std::optional<std::vector<size_t>>& allowed) {
+// Runs body(piece) for every piece on n_threads workers, each holding one per-worker state
+// (made by make()) for all its pieces, so a word cache stays on the core that warmed it.
+template <typename Make, typename Body>
+void for_pieces(size_t pieces, int n_threads, Make make, Body body) {
+  std::atomic<size_t> next{0};
+  parallel_for(n_threads, n_threads, [&](int64_t worker) {
+    auto state = make(worker);
+    for (size_t k = next.fetch_add(1); k < pieces; k = next.fetch_add(1)) body(state, k);
+  });
+}
+
+// A list of n items for the caller to fill, every one of them, before Python sees it: the item
+// array is not zeroed first (PyList_New would clear all of it, serially, with the GIL).
+PyObject* new_unfilled_list(size_t n) {
+  PyObject* list = PyList_New(0);
+  if (!list || n == 0) return list;
+  auto* items = static_cast<PyObject**>(PyMem_Malloc(n * sizeof(PyObject*)));
+  if (!items) {
+    Py_DECREF(list);
+    return PyErr_NoMemory();
+  }
+  auto* op = reinterpret_cast<PyListObject*>(list);
+  op->ob_item = items;
+  op->allocated = static_cast<Py_ssize_t>(n);
+  Py_SET_SIZE(op, static_cast<Py_ssize_t>(n));
+  return list;
+}
+
+// One long text on several threads: cut at safe points (BpeModel::parallel_cuts), the pieces
+// encoded in parallel, then the list filled in parallel too, without the GIL. That is sound
+// because the new list is reachable from nowhere else (and untracked by the GC meanwhile): the
+// workers store borrowed pointers to the shared id ints and count them, and the references are
+// added per id afterwards, with the GIL. Filling a list of millions of items is mostly page
+// faults on its fresh memory, which is work the threads can share.
+py::list encode_parallel(const BpeModel& model, std::string_view view, const std::vector<uint8_t>* mask,
+                         int n_threads) {
+  struct alignas(64) Piece {  // own cache line: workers append to neighbouring pieces at once
+    std::vector<uint32_t> ids;
+  };
+  std::vector<Piece> parts;
+  {
+    py::gil_scoped_release release;
+    const size_t wanted = std::max<size_t>(4 * n_threads, view.size() >> 18);
+    std::vector<size_t> bounds = model.parallel_cuts(bytes_of(view), view.size(), mask, wanted);
+    bounds.insert(bounds.begin(), 0);
+    bounds.push_back(view.size());
+    parts.resize(bounds.size() - 1);
+    for_pieces(parts.size(), n_threads, [&](int64_t) { return std::make_unique<bpe::CacheLease>(model); },
+               [&](auto& cache, size_t k) {
+                 parts[k].ids.reserve((bounds[k + 1] - bounds[k]) / 3 + 16);
+                 model.encode(bytes_of(view) + bounds[k], bounds[k + 1] - bounds[k], mask, cache->get(), parts[k].ids);
+               });
+  }
+  std::vector<size_t> offsets(parts.size() + 1, 0);
+  for (size_t k = 0; k < parts.size(); ++k) offsets[k + 1] = offsets[k] + parts[k].ids.size();
+  PyObject* list = new_unfilled_list(offsets.back());
+  if (!list) throw py::error_already_set();
+  py::list result = py::reinterpret_steal<py::list>(list);
+  if (offsets.back() == 0) return result;
+  PyObject_GC_UnTrack(list);
+  const size_t limit = model.id_limit();
+  std::vector<std::vector<uint32_t>> counts(n_threads);  // per worker: references to add per id
+  {
+    py::gil_scoped_release release;
+    PyObject* const* ints = id_objects().data();
+    PyObject** items = reinterpret_cast<PyListObject*>(list)->ob_item;
+    try {
+      for_pieces(parts.size(), n_threads,
+                 [&](int64_t worker) {
+                   counts[worker].assign(limit, 0);
+                   return counts[worker].data();
+                 },
+                 [&](uint32_t* count, size_t k) {
+                   PyObject** dst = items + offsets[k];
+                   for (const uint32_t id : parts[k].ids) {
+                     *dst++ = ints[id];
+                     ++count[id];
+                   }
+                   std::vector<uint32_t>().swap(parts[k].ids);
+                 });
+    } catch (...) {
+      std::memset(items, 0, offsets.back() * sizeof(PyObject*));  // no references were taken
+      throw;
+    }
+  }
+  PyObject* const* ints = id_objects().data();
+  for (const std::vector<uint32_t>& count : counts)
+    for (size_t id = 0; id < count.size(); ++id)
+      if (count[id]) Py_SET_REFCNT(ints[id], Py_REFCNT(ints[id]) + static_cast<Py_ssize_t>(count[id]));
+  PyObject_GC_Track(list);
+  return result;
+}
+
+py::list encode(const BpeModel& model, py::handle text, const std::optional<std::vector<size_t>>& allowed,
+                int n_threads) {
+  constexpr size_t kParallelMinBytes = size_t{1} << 18;
   const std::string_view view = utf8_view(text);
   const auto mask = to_mask(model, allowed);
   ensure_id_objects(model.id_limit());
+  if (n_threads > 1 && view.size() >= kParallelMinBytes)
+    return encode_parallel(model, view, mask ? &*mask : nullptr, n_threads);
   bpe::CacheLease cache(model);
   std::vector<uint32_t>& out = cache.get().scratch;
   out.clear();
@@ -434,7 +531,7 @@ const BindingRegistrar registrar("bpe", [](py::module_& m) {
   py::class_<BpeModel, std::shared_ptr<BpeModel>>(m, "Model")
       .def(py::init(&make_model), py::arg("id_to_bytes"), py::arg("merges"), py::arg("specials"),
            py::arg("pattern"), py::arg("ignore_merges"))
-      .def("encode", &encode, py::arg("text"), py::arg("allowed") = std::nullopt)
+      .def("encode", &encode, py::arg("text"), py::arg("allowed") = std::nullopt, py::arg("n_threads") = 1)
       .def("encode_batch", &encode_batch, py::arg("texts"), py::arg("allowed") = std::nullopt,
            py::arg("n_threads") = 1)
       .def("encode_batch_flat", &encode_batch_flat, py::arg("texts"), py::arg("allowed") = std::nullopt,

@@ -126,6 +126,17 @@ bool SpecialMatcher::find(const uint8_t* s, size_t from, size_t n, const std::ve
   return false;
 }
 
+bool SpecialMatcher::crosses(const uint8_t* s, size_t n, size_t cut, const std::vector<uint8_t>* enabled) const {
+  for (size_t k = 0; k < tokens_.size(); ++k) {
+    if (enabled && !(*enabled)[k]) continue;
+    const std::string& token = tokens_[k].first;
+    const size_t len = token.size();
+    for (size_t p = cut >= len ? cut - len + 1 : 0; p < cut; ++p)
+      if (p + len <= n && std::memcmp(s + p, token.data(), len) == 0) return true;
+  }
+  return false;
+}
+
 // ---------------------------------------------------------------------------------------------
 // BpeModel
 // ---------------------------------------------------------------------------------------------
@@ -336,6 +347,26 @@ void BpeModel::encode_ordinary(const uint8_t* text, size_t n, WordCache& cache, 
     case Pattern::gpt2: encode_piece<Pattern::gpt2>(text, n, cache, out); break;
     default: encode_piece<Pattern::smollm>(text, n, cache, out); break;
   }
+}
+
+// A cut must be a pre-token boundary whatever precedes it (is_safe_cut) and must not split an
+// enabled special: then the special matcher, which never matches across it, and the
+// pre-tokenizer, which is memoryless, see the same text on either side as in the whole.
+std::vector<size_t> BpeModel::parallel_cuts(const uint8_t* text, size_t n, const std::vector<uint8_t>* allowed,
+                                            size_t pieces) const {
+  constexpr size_t kMaxSearch = size_t{1} << 16;  // bytes searched for a cut past each target
+  std::vector<size_t> cuts;
+  for (size_t k = 1; k < pieces; ++k) {
+    const size_t target = std::max(n / pieces * k, cuts.empty() ? size_t{1} : cuts.back() + 1);
+    const size_t stop = std::min(n, target + kMaxSearch);
+    for (size_t c = target; c < stop; ++c) {
+      if (is_safe_cut(pattern_, text, c, n) && !(allowed && specials_.crosses(text, n, c, allowed))) {
+        cuts.push_back(c);
+        break;
+      }
+    }
+  }
+  return cuts;
 }
 
 void BpeModel::encode(const uint8_t* text, size_t n, const std::vector<uint8_t>* allowed, WordCache& cache,

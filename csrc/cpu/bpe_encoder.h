@@ -121,6 +121,8 @@ class SpecialMatcher {
   // (nullptr = all). Returns false when there is none.
   bool find(const uint8_t* s, size_t from, size_t n, const std::vector<uint8_t>* enabled, size_t* pos,
             size_t* index) const;
+  // Whether an occurrence of an enabled special starts before `cut` and ends after it.
+  bool crosses(const uint8_t* s, size_t n, size_t cut, const std::vector<uint8_t>* enabled) const;
   size_t size() const { return tokens_.size(); }
   const std::string& content(size_t i) const { return tokens_[i].first; }
   uint32_t id(size_t i) const { return tokens_[i].second; }
@@ -147,6 +149,10 @@ class BpeModel {
   // encodes the rest as ordinary text.
   void encode(const uint8_t* text, size_t n, const std::vector<uint8_t>* allowed, WordCache& cache,
               std::vector<uint32_t>& out) const;
+  // Up to pieces - 1 increasing cut positions near multiples of n / pieces at which the text can
+  // be encoded piece by piece (encode() of each with `allowed`) and give the same ids, joined.
+  std::vector<size_t> parallel_cuts(const uint8_t* text, size_t n, const std::vector<uint8_t>* allowed,
+                                    size_t pieces) const;
   // Tokens of one pre-tokenized word (no cache).
   void encode_word(const uint8_t* word, size_t n, std::vector<uint32_t>& out) const;
   // Appends the bytes of `ids` to `out`; returns the index of the first invalid id or -1.

@@ -43,6 +43,7 @@ SPECIAL_ROLES = ("bos", "eos", "unk", "pad")  # the keys of Tokenizer(special_id
 
 SpecialSet = Literal["all"] | Iterable[str]
 _IMMUTABLE = (str, tuple, frozenset)
+_PARALLEL_MIN_CHARS = 1 << 16  # below this a text is not worth cutting (C++: 256 KiB of UTF-8)
 
 
 class DisallowedSpecialTokenError(FastLLMError, ValueError):
@@ -252,22 +253,33 @@ class Tokenizer:
                     f"to encode it as a special token, or disallowed_special=() to encode it as plain text",
                     name, i)
 
-    def encode(self, text: str, *, allowed_special: SpecialSet = (), disallowed_special: SpecialSet = "all") -> list[int]:
-        """Token ids of `text` (no BOS/EOS added)."""
+    def encode(self, text: str, *, allowed_special: SpecialSet = (), disallowed_special: SpecialSet = "all",
+               num_threads: int | None = None) -> list[int]:
+        """Token ids of `text` (no BOS/EOS added). A text of 256 KiB or more is cut at points
+        where the ids cannot change and encoded on `num_threads` C++ threads (default:
+        default_threads()); shorter texts, or num_threads=1, use the calling thread only."""
         allowed, disallowed = self._resolve(allowed_special, disallowed_special)
+        threads = self._threads_for(text, num_threads)
         try:
             self._check_disallowed((text,), disallowed)
-            return self._model.encode(text, allowed)
+            return self._model.encode(text, allowed, threads)
         except UnicodeEncodeError:
             return self.encode(replace_surrogates(text), allowed_special=allowed_special,
-                               disallowed_special=disallowed_special)
+                               disallowed_special=disallowed_special, num_threads=num_threads)
 
-    def encode_ordinary(self, text: str) -> list[int]:
+    def encode_ordinary(self, text: str, *, num_threads: int | None = None) -> list[int]:
         """Token ids of `text` with special-token strings encoded as plain text."""
+        threads = self._threads_for(text, num_threads)
         try:
-            return self._model.encode(text, self._always or None)
+            return self._model.encode(text, self._always or None, threads)
         except UnicodeEncodeError:
-            return self._model.encode(replace_surrogates(text), self._always or None)
+            return self._model.encode(replace_surrogates(text), self._always or None, threads)
+
+    @staticmethod
+    def _threads_for(text: str, num_threads: int | None) -> int:
+        if len(text) < _PARALLEL_MIN_CHARS:  # the C++ side decides by bytes; this skips the lookup
+            return 1
+        return default_threads() if num_threads is None else max(1, int(num_threads))
 
     def encode_batch(self, texts: Sequence[str], num_threads: int | None = None, *,
                      allowed_special: SpecialSet = (), disallowed_special: SpecialSet = "all") -> list[list[int]]:
