@@ -67,9 +67,26 @@ void ensure_id_objects(size_t limit) {
   }
 }
 
+// A list of n items for the caller to fill, every one of them, before Python sees it: the item
+// array is not zeroed first (PyList_New would clear all of it, serially, with the GIL).
+PyObject* new_unfilled_list(size_t n) {
+  PyObject* list = PyList_New(0);
+  if (!list || n == 0) return list;
+  auto* items = static_cast<PyObject**>(PyMem_Malloc(n * sizeof(PyObject*)));
+  if (!items) {
+    Py_DECREF(list);
+    return PyErr_NoMemory();
+  }
+  auto* op = reinterpret_cast<PyListObject*>(list);
+  op->ob_item = items;
+  op->allocated = static_cast<Py_ssize_t>(n);
+  Py_SET_SIZE(op, static_cast<Py_ssize_t>(n));
+  return list;
+}
+
 // A new list of the ids (a new reference), or nullptr with a Python error set.
 PyObject* new_id_list(const uint32_t* ids, size_t n) {
-  PyObject* list = PyList_New(static_cast<Py_ssize_t>(n));
+  PyObject* list = new_unfilled_list(n);
   if (!list) return nullptr;
   PyObject* const* ints = id_objects().data();
   PyObject** items = reinterpret_cast<PyListObject*>(list)->ob_item;
@@ -281,23 +298,6 @@ void for_pieces(size_t pieces, int n_threads, Make make, Body body) {
     auto state = make(worker);
     for (size_t k = next.fetch_add(1); k < pieces; k = next.fetch_add(1)) body(state, k);
   });
-}
-
-// A list of n items for the caller to fill, every one of them, before Python sees it: the item
-// array is not zeroed first (PyList_New would clear all of it, serially, with the GIL).
-PyObject* new_unfilled_list(size_t n) {
-  PyObject* list = PyList_New(0);
-  if (!list || n == 0) return list;
-  auto* items = static_cast<PyObject**>(PyMem_Malloc(n * sizeof(PyObject*)));
-  if (!items) {
-    Py_DECREF(list);
-    return PyErr_NoMemory();
-  }
-  auto* op = reinterpret_cast<PyListObject*>(list);
-  op->ob_item = items;
-  op->allocated = static_cast<Py_ssize_t>(n);
-  Py_SET_SIZE(op, static_cast<Py_ssize_t>(n));
-  return list;
 }
 
 // One long text on several threads: cut at safe points (BpeModel::parallel_cuts), the pieces
