@@ -6,9 +6,10 @@ vocab size and pre-tokenizer) vs bpeasy, each in its own process for its peak RS
 Encoding: our trained 32k vocabulary, loaded by every encoder (tokenizer.json for HF and
 fastokens, our tiktoken export for tiktoken), on >= 10 MB of held-out English prose (the KJV
 Bible in two editions). Outputs are checked identical first. "1 thread": one document after
-another in a Python loop (every library's plain encode call), plus one call on the whole text
-where the library can; "2 threads": each library's batch call. MB/s are of UTF-8 input bytes;
-ratio = peer time / our time.
+another in a Python loop (every library's plain encode call); "whole text": one call on all of it
+where the library can, once with the process pinned to one CPU (a true one-core figure: fastokens
+spreads one long text over the cores by itself) and once free on 2 threads; "2 threads, batch":
+each library's batch call. MB/s are of UTF-8 input bytes; ratio = peer time / our time.
 
     .venv/bin/python bench/bench_tokenizer.py            # full run (~3 minutes on 2 cores)
     .venv/bin/python bench/bench_tokenizer.py --quick    # smaller corpus, fewer repeats
@@ -17,6 +18,7 @@ ratio = peer time / our time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import importlib.util
 import json
@@ -146,7 +148,7 @@ def encoders(tokenizer_path: Path):
     ours = Tokenizer.from_file(tokenizer_path)
     table = {"fastllm": (lambda d: ours.encode(d, disallowed_special=()),
                          lambda docs, t: ours.encode_batch(docs, num_threads=t, disallowed_special=()),
-                         lambda text: ours.encode(text, disallowed_special=()))}
+                         lambda text, t=None: ours.encode(text, disallowed_special=(), num_threads=t))}
     enc = ours.to_tiktoken()
     table["tiktoken"] = (enc.encode_ordinary, lambda docs, t: enc.encode_ordinary_batch(docs, num_threads=t),
                          enc.encode_ordinary)
@@ -178,21 +180,56 @@ def bench_encoding(tokenizer_path: Path, text: str, repeats: int) -> list[dict]:
         if not same:
             raise SystemExit(f"{name} encodes differently; the comparison would be meaningless")
     rows = []
-    modes = [("1 thread, per document", lambda f: (lambda: [f[0](d) for d in docs])),
-             ("1 thread, whole text", lambda f: (lambda: f[2](text)) if f[2] else None),
-             ("2 threads, batch", lambda f: (lambda: f[1](docs, 2)))]
-    for mode, make in modes:
+    # "whole text" twice: pinned to one CPU (every library on one core; ours told num_threads=1),
+    # and free, where fastokens spreads one long text over the cores by itself and ours cuts it
+    # into pieces for default_threads() threads.
+    modes = [("1 thread, per document", False, lambda f: (lambda: [f[0](d) for d in docs])),
+             ("1 core, whole text", True, lambda f: whole_text_call(f, text, 1)),
+             ("2 threads, whole text", False, lambda f: whole_text_call(f, text, 2)),
+             ("2 threads, batch", False, lambda f: (lambda: f[1](docs, 2)))]
+    for mode, pinned, make in modes:
         timings = {}
         for _ in range(repeats):  # interleaved: each round times every encoder once
             for name, fns in table.items():
                 fn = make(fns)
                 if fn is not None:
-                    timings.setdefault(name, []).append(median_seconds(fn, 1))
+                    with one_cpu(pinned):
+                        timings.setdefault(name, []).append(median_seconds(fn, 1))
         ours_s = statistics.median(timings["fastllm"])
         for name, ts in timings.items():
             s = statistics.median(ts)
             rows.append({"mode": mode, "encoder": name, "seconds": s, "mb_per_s": mb / s, "ratio": s / ours_s})
     return rows
+
+
+def whole_text_call(fns, text: str, threads: int):
+    """The whole-text call of an encoder, told `threads` where it takes a thread count (ours)."""
+    if fns[2] is None:
+        return None
+    try:
+        fns[2]("", threads)
+    except TypeError:  # a peer's call has no thread count
+        return lambda: fns[2](text)
+    return lambda: fns[2](text, threads)
+
+
+@contextlib.contextmanager
+def one_cpu(pinned: bool):
+    """Pins this process (every thread a library starts included) to one CPU while pinned."""
+    if not pinned or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    def pin_all(mask) -> None:  # the threads already started too (sched_setaffinity is per thread)
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(tid), mask)
+
+    cpus = os.sched_getaffinity(0)
+    pin_all({min(cpus)})
+    try:
+        yield
+    finally:
+        pin_all(cpus)
 
 
 def print_table(rows: list[dict]) -> None:

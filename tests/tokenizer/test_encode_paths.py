@@ -95,3 +95,23 @@ def test_threaded_long_text_list_holds_real_references(ours_llama3):
         with_list = sys.getrefcount(token)
         del ids
         assert with_list - sys.getrefcount(token) == occurrences
+
+
+@pytest.mark.parametrize("torch_team", [True, False])
+def test_threaded_paths_agree_on_both_executors(ours_llama3, torch_team):
+    # With torch imported, parallel_for runs on torch's OpenMP team, whose threads then take the
+    # GIL to build lists; without it on fastllm's pool. Same ids either way.
+    pytest.importorskip("torch")
+    from fastllm import _ext
+
+    texts = paragraphs(kjv_text()[:60_000]) + MULTILINGUAL
+    expected = [ours_llama3.encode(t) for t in texts]
+    long_text = kjv_text()[:400_000]
+    long_expected = ours_llama3.encode(long_text, num_threads=1)
+    core = _ext.cpu().core
+    previous = core.use_torch_openmp(torch_team)
+    try:
+        assert ours_llama3.encode_batch(texts, num_threads=2) == expected
+        assert ours_llama3.encode(long_text, num_threads=2) == long_expected
+    finally:
+        core.use_torch_openmp(previous)
