@@ -5,11 +5,18 @@
 # GPU halves of the kernel benchmarks. Each stage writes a log under $LOG_DIR; the exit status is
 # the first failing stage's.
 #
-#     bash bench/gpu_suite.sh [env|build|test|bench|all] ...     (default: all)
+#     bash bench/gpu_suite.sh [env|build|test|bench|tune|all] ...     (default: all = env build test bench)
+#
+# `tune` sweeps the Triton attention tile sizes (bench/tune_attention.py); its compiles can run
+# ahead in parallel, even during the build: `python3 bench/tune_attention.py --compile-only
+# --shard I --shards N`.
 #
 # Environment: PYTHON (default python3), LOG_DIR (default build/gpu-suite), FASTLLM_CUDA_ARCHS
-# (default: the visible card's compute capability), PYTEST_ARGS (extra pytest arguments),
-# BENCH_ARGS (extra arguments for each benchmark, e.g. --quick).
+# (default: the visible card's compute capability), TEST_PATHS (default: the test files that
+# hold `cuda` tests, so a package missing on the GPU machine cannot stop collection),
+# PYTEST_ARGS (extra pytest arguments, e.g. -n 8), BENCH_ARGS (extra arguments for each
+# benchmark, e.g. --quick), STAGE_LIMIT (seconds each Python command of a stage may run; a
+# lease is short).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +39,14 @@ except ImportError:
 EOF
 }
 
+limited() {
+  if [ -n "${STAGE_LIMIT:-}" ]; then
+    timeout --kill-after=10 "$STAGE_LIMIT" "$@"
+  else
+    "$@"
+  fi
+}
+
 card_arch() {
   "$PY" -c "import torch; major, minor = torch.cuda.get_device_capability(0); print(f'{major}{minor}')"
 }
@@ -45,8 +60,9 @@ stage_build() {
 }
 
 stage_test() {
-  # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
-  "$PY" -m pytest -m cuda -p no:cacheprovider -q -ra ${PYTEST_ARGS:-} tests
+  local paths=${TEST_PATHS:-$(grep -rlE --include='test_*.py' 'pytest\.mark\.cuda' tests | sort)}
+  # shellcheck disable=SC2086  # PYTEST_ARGS and paths are lists of words
+  limited "$PY" -m pytest -m cuda -p no:cacheprovider -q -ra ${PYTEST_ARGS:-} $paths
 }
 
 stage_bench() {
@@ -54,9 +70,13 @@ stage_bench() {
   for script in bench/bench_rope.py bench/bench_attention.py; do
     echo "== $script"
     # shellcheck disable=SC2086
-    "$PY" "$script" ${BENCH_ARGS:-} || status=1
+    limited "$PY" "$script" ${BENCH_ARGS:-} || status=1
   done
   return $status
+}
+
+stage_tune() {
+  limited "$PY" bench/tune_attention.py
 }
 
 run_stage() {
@@ -73,11 +93,11 @@ stages=("$@")
 failed=0
 for stage in "${stages[@]}"; do
   case $stage in
-    env|build|test|bench)
+    env|build|test|bench|tune)
       run_stage "$stage"
       status=$?
       [ "$failed" -ne 0 ] || failed=$status ;;
-    *) echo "gpu_suite.sh: unknown stage '$stage' (env, build, test, bench, all)" >&2; exit 2 ;;
+    *) echo "gpu_suite.sh: unknown stage '$stage' (env, build, test, bench, tune, all)" >&2; exit 2 ;;
   esac
 done
 exit $failed
