@@ -25,7 +25,8 @@ def _qkv(shape, dtype, device="cpu"):
 
 
 def _reference(q, k, v, grad_out, causal, upcast):
-    """(out, dq, dk, dv) of the reference by autograd, in float32 or in the inputs' own dtype."""
+    """(out, dq, dk, dv) of the reference by autograd, in float32 (float64 for float64 inputs) or
+    in the inputs' own dtype."""
     leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
     out, _ = attention_ref(*leaves, causal=causal, upcast=upcast)
     out.backward(grad_out)
@@ -39,9 +40,12 @@ def check_backend(backend, shape, dtype, causal, device="cpu", eps=1e-5):
     out = attention(*leaves, causal=causal, backend=backend)
     out.backward(grad_out)
     got = [out.detach()] + [t.grad for t in leaves]
-    want32 = _reference(q.float(), k.float(), v.float(), grad_out.float(), causal, upcast=True)
+    # The truth is one precision above the kernel's: float32 for 16-bit kernels, float64 for a
+    # float32 kernel (whose low-precision reference is then the float32 one).
+    truth = torch.float64 if dtype == torch.float32 else torch.float32
+    want = _reference(*(t.to(truth) for t in (q, k, v, grad_out)), causal, upcast=True)
     lowp = _reference(q, k, v, grad_out, causal, upcast=False)
-    for name, g, w, lo in zip(("out", "dq", "dk", "dv"), got, want32, lowp):
+    for name, g, w, lo in zip(("out", "dq", "dk", "dv"), got, want, lowp):
         assert g.dtype == dtype and g.shape == w.shape, name
         assert_within_flash_tolerance(f"{backend} {name} {shape} causal={causal}", g, w, lo, eps)
 
@@ -244,7 +248,9 @@ def test_gpu_backends(seeded, backend, shape, causal, dtype):
 @pytest.mark.cuda
 @pytest.mark.parametrize("shape", GPU_SHAPES[:4])
 def test_gpu_triton_float32_is_exact_float32(seeded, shape):
-    check_backend("triton", shape, torch.float32, causal=True, device="cuda")
+    # A GPU's exp2 is ex2.approx (2 ulp): gradients summed over ~100 rows, with values near 10,
+    # drift ~1.5e-5 from the float64 truth. TF32 dot products would be off by ~1e-2 there.
+    check_backend("triton", shape, torch.float32, causal=True, device="cuda", eps=5e-5)
 
 
 @pytest.mark.cuda

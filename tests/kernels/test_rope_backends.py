@@ -11,27 +11,32 @@ from fastllm.kernels.rope.ref import rope_ref
 from fastllm.utils.errors import BackendUnavailableError, KernelInputError
 
 MAX_POSITIONS = 64
+OFFSET = 3  # where the "offset" position kind starts
+
+
+def _table_length(seq):
+    return max(MAX_POSITIONS, seq + OFFSET)
 
 
 def _inputs(batch, seq, q_heads, k_heads, head_dim, dtype, device="cpu"):
     q = torch.randn(batch, seq, q_heads, head_dim, device=device).to(dtype)
     k = torch.randn(batch, seq, k_heads, head_dim, device=device).to(dtype)
-    return q, k, *rope_tables(MAX_POSITIONS, head_dim, device=device)
+    return q, k, *rope_tables(_table_length(seq), head_dim, device=device)
 
 
 def _positions(kind, batch, seq, device):
     if kind == "offset":
         return None
     if kind == "row":
-        return torch.randperm(MAX_POSITIONS, device=device)[:seq]
-    return torch.randint(0, MAX_POSITIONS, (batch, seq), device=device)
+        return torch.randperm(_table_length(seq), device=device)[:seq]
+    return torch.randint(0, _table_length(seq), (batch, seq), device=device)
 
 
 def _check(backend, shape, dtype, positions_kind, inverse, device="cpu", exact=False):
     batch, seq, q_heads, k_heads, head_dim = shape
     q, k, cos, sin = _inputs(batch, seq, q_heads, k_heads, head_dim, dtype, device)
     positions = _positions(positions_kind, batch, seq, device)
-    offset = 3 if positions is None else 0
+    offset = OFFSET if positions is None else 0
     got = torch.ops.fastllm.rope(q, k, cos, sin, positions, offset, inverse, backend)
     want = rope_ref(q, k, cos, sin, positions, offset, inverse)
     if exact:

@@ -45,7 +45,7 @@ def attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
     scores = torch.matmul(qc, kc.transpose(-1, -2)) * scale  # (B, H, T, S)
     if causal:
         scores = scores.masked_fill(~causal_mask(q.shape[2], k.shape[2], q.device), float("-inf"))
-    lse = torch.logsumexp(scores.float(), dim=-1)  # (B, H, T)
+    lse = torch.logsumexp(scores.to(torch.promote_types(compute, torch.float32)), dim=-1)  # (B, H, T)
     probs = torch.exp(scores - lse.to(compute).unsqueeze(-1))
     out = torch.matmul(probs, vc)  # (B, H, T, D)
     return out.to(q.dtype), lse
