@@ -37,22 +37,23 @@ def _cfg(block_m, block_n, warps, stages):
     return {"BLOCK_M": block_m, "BLOCK_N": block_n, "num_warps": warps, "num_stages": stages}
 
 
-# GPU candidates per (kernel, head-dim class, element bytes), best first: for 16-bit inputs the
-# FlashAttention-2 Triton tutorial's H100/A100 choices, then smaller fallbacks for GPUs with less
-# shared memory; float32 (a correctness path: exact-float32 training) needs twice the bytes per
-# tile, so it starts small. Not yet timed on hardware: tune them with bench/bench_attention.py
-# when a GPU is lent. tests/kernels/test_triton_compile.py compiles the first 16-bit entries for
-# sm_90 and fails if any spills registers; dk/dv at head dim 64 takes 8 warps for that (its two
-# 128 x 64 float32 accumulators spilled 192 bytes a thread at 255 registers with 4). The float32
-# forward takes 8 warps too: its exact dots run as FMAs and spilled 544 bytes a thread (hd 64) and
-# 7 KB (hd 128) with 4; 0 and 752 with 8.
+# GPU candidates per (kernel, head-dim class, element bytes), best first. The first 16-bit entries
+# are the fastest of bench/tune_attention.py's sweep on an H100 80GB HBM3 (2026-11-26, Triton 3.6,
+# bf16, causal, T = S = 4096, 16 heads; figures in bench/RESULTS.md); the rest are smaller
+# fallbacks for GPUs with less shared memory (sm_86/89 have 100 KB), tried when Triton raises
+# OutOfResources. float32 (a correctness path: exact-float32 training) needs twice the bytes per
+# tile, so it starts small. tests/kernels/test_triton_compile.py compiles the first 16-bit entries
+# for sm_90 and fails if any spills registers: dk/dv at head dim 128 takes (32, 128, 8 warps), 3%
+# slower in the sweep than (32, 64, 4 warps), which spilled 120 bytes a thread under Triton 3.7.
+# The float32 forward takes 8 warps: its exact dots run as FMAs and spilled 544 bytes a thread
+# (hd 64) and 7 KB (hd 128) with 4; 0 and 752 with 8.
 GPU_CONFIGS = {
-    ("fwd", 64, 2): [_cfg(128, 64, 4, 3), _cfg(64, 64, 4, 2), _cfg(32, 32, 4, 1)],
-    ("fwd", 128, 2): [_cfg(128, 64, 8, 3), _cfg(128, 32, 8, 2), _cfg(64, 32, 4, 1)],
-    ("dkdv", 64, 2): [_cfg(32, 128, 8, 3), _cfg(32, 64, 4, 2), _cfg(16, 32, 4, 1)],
-    ("dkdv", 128, 2): [_cfg(32, 64, 8, 2), _cfg(32, 32, 4, 1), _cfg(16, 32, 4, 1)],
-    ("dq", 64, 2): [_cfg(128, 32, 4, 3), _cfg(64, 32, 4, 2), _cfg(32, 16, 4, 1)],
-    ("dq", 128, 2): [_cfg(64, 32, 8, 2), _cfg(32, 32, 4, 1), _cfg(32, 16, 4, 1)],
+    ("fwd", 64, 2): [_cfg(128, 64, 8, 3), _cfg(128, 64, 4, 3), _cfg(64, 64, 4, 2), _cfg(32, 32, 4, 1)],
+    ("fwd", 128, 2): [_cfg(64, 64, 4, 3), _cfg(128, 64, 8, 3), _cfg(128, 32, 8, 2), _cfg(64, 32, 4, 1)],
+    ("dkdv", 64, 2): [_cfg(32, 64, 4, 2), _cfg(16, 32, 4, 1)],
+    ("dkdv", 128, 2): [_cfg(32, 128, 8, 2), _cfg(32, 64, 8, 2), _cfg(32, 32, 4, 1), _cfg(16, 32, 4, 1)],
+    ("dq", 64, 2): [_cfg(64, 64, 4, 3), _cfg(64, 32, 4, 2), _cfg(32, 16, 4, 1)],
+    ("dq", 128, 2): [_cfg(128, 32, 8, 2), _cfg(64, 32, 8, 2), _cfg(32, 32, 4, 1), _cfg(32, 16, 4, 1)],
     ("fwd", 64, 4): [_cfg(64, 32, 8, 2), _cfg(32, 32, 4, 1)],
     ("fwd", 128, 4): [_cfg(64, 32, 8, 2), _cfg(32, 32, 4, 1)],
     ("dkdv", 64, 4): [_cfg(32, 32, 4, 2), _cfg(16, 32, 4, 1)],
