@@ -143,3 +143,20 @@ def implementation(op: str, device: torch.device | str, backend: str | None = No
 def implementation_of(op: str, backend: str) -> Callable:
     """The `backend` implementation of `op`, without availability checks (tests, benchmarks)."""
     return _resolve(_impls_of(op)[backend])
+
+
+def direct_call_allowed(*tensors: torch.Tensor | None) -> bool:
+    """Whether an op's public function may run its implementation directly, skipping
+    torch.library's custom-op and autograd wrappers (20-30 us of host time a call, which is the
+    whole cost of a decoding step's tiny kernels): only in eager mode, on plain tensors of a real
+    device, with no gradient to record. torch.compile, fake/meta tensors and autograd take the
+    registered op; both routes run the same checks and the same backend choice."""
+    if torch.compiler.is_compiling():
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is None:
+            continue
+        if type(t) is not torch.Tensor or t.device.type == "meta" or (grad and t.requires_grad):
+            return False
+    return True

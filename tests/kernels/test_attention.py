@@ -131,6 +131,25 @@ def test_compiles_as_one_node(seeded):
     torch.testing.assert_close(compiled(q, k, v), attention(q, k, v), rtol=0, atol=0)
 
 
+def test_inference_calls_skip_the_op_wrappers_with_the_same_result(seeded, monkeypatch):
+    """With no gradient to record, attention() runs the implementation directly (torch.library's
+    wrappers cost more host time than a decoding step's kernel); autograd goes through the op."""
+    q, k, v = _qkv()
+    via_op = torch.ops.fastllm.attention(q, k, v, True, q.shape[-1] ** -0.5, None)[0]
+
+    def refuse(*args):
+        raise AssertionError("went through torch.ops.fastllm.attention")
+
+    monkeypatch.setattr(torch.ops.fastllm, "attention", refuse)
+    torch.testing.assert_close(attention(q, k, v), via_op, rtol=0, atol=0)
+    for t in (q, k, v):
+        t.requires_grad_()
+    with torch.no_grad():
+        torch.testing.assert_close(attention(q, k, v), via_op, rtol=0, atol=0)
+    with pytest.raises(AssertionError, match="went through"):
+        attention(q, k, v)
+
+
 @pytest.mark.parametrize("change, match", [
     (lambda q, k, v: (q[0], k, v, {}), "q must be a 4-d tensor"),
     (lambda q, k, v: (q, k[:, :, :, :8], v[:, :, :, :8], {}), "B and D must match"),

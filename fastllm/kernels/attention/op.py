@@ -54,6 +54,10 @@ def _unsupported(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
 @torch.library.custom_op("fastllm::attention", mutates_args=())
 def attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,
                  backend: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    return _forward(q, k, v, causal, scale, backend)
+
+
+def _forward(q, k, v, causal, scale, backend) -> tuple[torch.Tensor, torch.Tensor]:
     _validate(q, k, v, causal)
     impl = dispatch.implementation_of(OP, choose_backend(q, k, v, backend))
     return impl(q, k, v, causal, scale)
@@ -124,6 +128,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         if not isinstance(t, torch.Tensor):
             fail(OP, f"{name} must be a torch.Tensor, got {type(t).__name__}")
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    if dispatch.direct_call_allowed(q, k, v):  # inference: skip the op's wrappers
+        return _forward(q, k, v, causal, scale, backend)[0]
     out, _ = torch.ops.fastllm.attention(q, k, v, causal, scale, backend)
     return out
 
