@@ -3,29 +3,51 @@
 //
 //   s = scale * q k^T (bottom-right causal mask),  lse = log sum exp s,  out = softmax(s) v
 //
-// Grid (cdiv(T, 64), B * H); 4 warps, each owning 16 query rows. The Q tile is staged through
-// shared memory once and kept as A fragments in registers. Blocks of 64 keys stream through a
-// two-stage cp.async pipeline (block j+1 is copied while block j is computed) into padded shared
-// memory (row pitch D + 8 halves: the 8 rows an ldmatrix phase reads fall in distinct banks).
-// Per block every warp computes S = Q K^T (D/16 x 8 mma, K fragments by ldmatrix), masks and
-// scales it, updates its running row max m and row sum l (online softmax in base 2), rescales
-// its output accumulator and adds P V (4 x D/8 mma, V fragments by ldmatrix.trans), reusing the
-// S accumulators as the A fragments of P (the C layout of two adjacent n-tiles is the A layout
-// of one k-tile). Row sums stay per-thread partial until the end. Blocks past the causal
-// frontier are skipped.
+// Grid (cdiv(T, 64), B * H), query blocks launched last-first (blockIdx.x 0 is the last block,
+// the one with the most keys under a causal mask) so the final wave holds the short blocks; the
+// blocks of one head stay adjacent, so the ones running together share its K/V in L2. 4 warps,
+// each owning 16 query rows. The Q tile is staged through shared memory once and kept as A
+// fragments in registers (sign-flipped when scale < 0, so the row max below is always taken over
+// scale-positive scores). Blocks of 64 keys stream through a two-stage cp.async pipeline (block
+// j+1 is copied while block j is computed) into padded shared memory (row pitch D + 8 halves: the
+// 8 rows an ldmatrix phase reads fall in distinct banks).
+// Per block every warp computes S = Q K^T (D/16 x 8 mma, K fragments by ldmatrix), updates its
+// running row max m of the raw scores and row sum l, and forms p = exp2(s * c - m * c) with
+// c = max(|scale| log2 e, FLT_MIN) (one FFMA + one MUFU per score), rescales its output
+// accumulator and adds P V (4 x D/8 mma, V fragments by ldmatrix.trans), reusing the S
+// accumulators as the A fragments of P (the C layout of two adjacent n-tiles is the A layout of
+// one k-tile). Row sums stay per-thread partial until the end.
+// The key loop is split: blocks every row of the query block sees in full (all of them without
+// a causal mask, but a ragged tail) run with no mask at all; only the rest (the <= 2 blocks on the
+// causal diagonal, the ragged tail) compare key indices, in 32-bit, against a per-row limit.
+// Blocks past the causal frontier are never loaded. Key 0 is visible to every row, so the first
+// block makes every row max finite and no -inf - -inf can occur.
 //
 // Napkin math: 4 * T * S * D flops per (batch, head), half that causal: T = S = 4096, D = 128 is
-// 8.6 GFLOP (4.3 causal) per head; an H100 SXM peaks near 990 TFLOP/s dense fp16/bf16.
+// 8.6 GFLOP (4.3 causal) per head. Per 64-key block (D = 128) a warp issues 128 mma (0.5 MFLOP)
+// and, besides them, ~300 instructions (64 ldmatrix, 32 FFMA + 32 MUFU.EX2 for p, 64 FMUL for
+// the O rescale, skipped when none of the warp's row maxima moved, max / sum / pack, 16 cp.async). It reads 32 KB of shared memory by ldmatrix
+// and the block's copies write 8 KB a warp: ~12.5 flop per shared byte, so at 128 B/clk/SM shared
+// memory caps an H100 SXM (132 SMs, ~1.75 GHz under load) near 380 TFLOP/s, below mma.sync's own
+// ceiling (~2/3 of the 990 TFLOP/s wgmma peak); FA2 (32 rows a warp, half the K/V reads per
+// flop) reaches ~330-350 there. Registers: 64 (O) + 32 (S) + 32 (Q) per thread at D = 128, 201
+// (sm_80) / 204 (sm_90) in all, no spills: two 128-thread blocks per SM (8 warps). Shared
+// memory: 2 stages x (K, V) x 64 x 136 x 2 B = 68 KB at D = 128 (two blocks per SM on sm_80 and
+// sm_90, one on sm_86 / sm_89), 36 KB at D = 64 (~160 registers: three blocks per SM).
 // Benchmark: bench/bench_attention.py.
-// Test: tests/kernels/test_attention_backends.py -m cuda.
+// Test: tests/kernels/test_attention_backends.py -m cuda; index and softmax models (CPU):
+// tests/kernels/test_cuda_attention_model.py.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cfloat>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "cuda/attention_cuda.h"
 #include "cuda/cuda_check.cuh"
@@ -40,32 +62,40 @@ constexpr int kThreads = 128;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// Copies rows [row0, row0 + 64) of a (rows, D) matrix with row stride `stride` (elements) into
-// shared memory with row pitch D + 8; rows at or past `n_rows` are zero-filled. 16-byte moves,
-// synchronous (used once, for Q).
-template <int D>
-__device__ __forceinline__ void load_tile(uint16_t* smem, const uint16_t* src, int64_t stride,
-                                          int64_t row0, int64_t n_rows) {
+// Copies the 64 rows starting at `src` (row stride `stride` elements) into shared memory with
+// row pitch D + 8; rows at or past `rows_left` are zero-filled. Each thread moves the same
+// 16-byte column of rows r0, r0 + kRowsPerPass, ...: one pointer bump per row, no 64-bit
+// multiply. kAsync issues cp.async (completes at the next cp_async_wait + __syncthreads),
+// otherwise plain loads (used once, for Q). A whole tile in range skips the row checks.
+template <int D, bool kAsync>
+__device__ __forceinline__ void load_tile(uint16_t* smem, const uint16_t* src, int64_t stride, int rows_left) {
   constexpr int kPitch = D + 8;
   constexpr int kChunksPerRow = D / 8;
-  for (int c = threadIdx.x; c < kBlockN * kChunksPerRow; c += kThreads) {
-    const int r = c / kChunksPerRow, col = (c % kChunksPerRow) * 8;
-    uint4 value = make_uint4(0, 0, 0, 0);
-    if (row0 + r < n_rows) value = *reinterpret_cast<const uint4*>(src + (row0 + r) * stride + col);
-    *reinterpret_cast<uint4*>(smem + r * kPitch + col) = value;
+  constexpr int kRowsPerPass = kThreads / kChunksPerRow;
+  static_assert(kBlockN % kRowsPerPass == 0, "whole passes");
+  const int r0 = threadIdx.x / kChunksPerRow, col = (threadIdx.x % kChunksPerRow) * 8;
+  const uint16_t* p = src + r0 * stride + col;
+  uint16_t* dst = smem + r0 * kPitch + col;
+  if (kAsync && rows_left >= kBlockN) {
+    const uint32_t dst_address = shared_address(dst);
+#pragma unroll
+    for (int i = 0; i < kBlockN / kRowsPerPass; ++i) {
+      cp_async_16(dst_address + i * kRowsPerPass * kPitch * 2, p);
+      p += kRowsPerPass * stride;
+    }
+    return;
   }
-}
-
-// The same copy issued as cp.async (completes at the next cp_async_wait + __syncthreads).
-template <int D>
-__device__ __forceinline__ void load_tile_async(uint16_t* smem, const uint16_t* src, int64_t stride,
-                                                int64_t row0, int64_t n_rows) {
-  constexpr int kPitch = D + 8;
-  constexpr int kChunksPerRow = D / 8;
-  for (int c = threadIdx.x; c < kBlockN * kChunksPerRow; c += kThreads) {
-    const int r = c / kChunksPerRow, col = (c % kChunksPerRow) * 8;
-    const bool valid = row0 + r < n_rows;
-    cp_async_16(smem + r * kPitch + col, valid ? src + (row0 + r) * stride + col : src, valid);
+#pragma unroll
+  for (int i = 0; i < kBlockN / kRowsPerPass; ++i) {
+    const bool valid = r0 + i * kRowsPerPass < rows_left;
+    if constexpr (kAsync) {
+      cp_async_16(dst + i * kRowsPerPass * kPitch, valid ? p : src, valid);
+    } else {
+      uint4 value = make_uint4(0, 0, 0, 0);
+      if (valid) value = *reinterpret_cast<const uint4*>(p);
+      *reinterpret_cast<uint4*>(dst + i * kRowsPerPass * kPitch) = value;
+    }
+    p += kRowsPerPass * stride;
   }
 }
 
@@ -75,7 +105,7 @@ constexpr int shared_bytes() {
 }
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) attention_fwd_mma_kernel(AttentionCudaArgs a) {
+__global__ void __launch_bounds__(kThreads, 2) attention_fwd_mma_kernel(AttentionCudaArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   using Op = MmaOp<T>;
   constexpr int kPitch = D + 8;
@@ -87,53 +117,77 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_mma_kernel(AttentionCu
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
   // ldmatrix.x4 addressing: lane gives row (lane % 8) of matrix (lane / 8).
   const int ld_row = lane % 8, ld_mat = lane / 8;
-  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * kBlockM;
+  // Last query block first: under a causal mask it has the most keys to visit.
+  const int m0 = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kBlockM;
+  const int seq_q = static_cast<int>(a.seq_q), seq_k = static_cast<int>(a.seq_k);
   const int64_t bh = blockIdx.y, b = bh / a.heads, h = bh % a.heads;
   const int64_t kv_head = h / (a.heads / a.kv_heads);
   const auto* q = static_cast<const uint16_t*>(a.q) + b * a.q_strides[0] + h * a.q_strides[1];
   const auto* k = static_cast<const uint16_t*>(a.k) + b * a.k_strides[0] + kv_head * a.k_strides[1];
   const auto* v = static_cast<const uint16_t*>(a.v) + b * a.v_strides[0] + kv_head * a.v_strides[1];
+  const int64_t k_step = kBlockN * a.k_strides[2], v_step = kBlockN * a.v_strides[2];
 
   // Q tile -> registers as A fragments, staged through stage 1's K buffer (free until block 1).
   // Matrices 0..3 of one ldmatrix.x4 are (rows 0-7 | 8-15) x (cols 0-7 | 8-15) of the warp's
   // 16 x 16 slice: exactly A's reg0..reg3.
-  load_tile<D>(k_tile(1), q, a.q_strides[2], m0, a.seq_q);
+  load_tile<D, false>(k_tile(1), q + m0 * a.q_strides[2], a.q_strides[2], seq_q - m0);
   __syncthreads();
+  // A negative scale is folded into Q: flipping the sign bits is exact in fp16 and bf16.
+  const uint32_t q_sign = a.scale < 0.0f ? 0x80008000u : 0u;
   uint32_t q_frag[D / 16][4];
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     const int row = warp * 16 + (ld_mat & 1) * 8 + ld_row, col = kk * 16 + (ld_mat >> 1) * 8;
     ldmatrix_x4(q_frag[kk], k_tile(1) + row * kPitch + col);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) q_frag[kk][i] ^= q_sign;
   }
   __syncthreads();
 
   float o[D / 8][4];
 #pragma unroll
   for (int dn = 0; dn < D / 8; ++dn) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.0f;
+  // row_max: of the raw (sign-folded) scores; row_sum: per-thread partial.
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
-  const float scale_log2 = a.scale * kLog2e;
-  const int64_t diag = a.seq_k - a.seq_q;
-  const int64_t rows[2] = {m0 + warp * 16 + g, m0 + warp * 16 + g + 8};
-  const int64_t end = a.causal ? min(a.seq_k, m0 + kBlockM + diag) : a.seq_k;
-  const int64_t n_blocks = (end + kBlockN - 1) / kBlockN;
+  // At least FLT_MIN: a masked -inf times 0 would be NaN; with scale 0 the scores then round to
+  // 0 and every visible key weighs the same, as they should.
+  const float scale_log2 = fmaxf(fabsf(a.scale) * kLog2e, FLT_MIN);
+  const int diag = seq_k - seq_q;
+  const int rows[2] = {m0 + warp * 16 + g, m0 + warp * 16 + g + 8};
+  // Keys [0, limit) are visible to a row; every row of the block sees keys [0, full_end).
+  const int limit[2] = {a.causal ? min(seq_k, rows[0] + diag + 1) : seq_k,
+                        a.causal ? min(seq_k, rows[1] + diag + 1) : seq_k};
+  const int end = a.causal ? min(seq_k, m0 + kBlockM + diag) : seq_k;
+  const int n_blocks = (end + kBlockN - 1) / kBlockN;
+  const int n_full = (a.causal ? min(seq_k, m0 + diag + 1) : seq_k) / kBlockN;
 
-  load_tile_async<D>(k_tile(0), k, a.k_strides[2], 0, a.seq_k);
-  load_tile_async<D>(v_tile(0), v, a.v_strides[2], 0, a.seq_k);
+  // Per-lane ldmatrix byte offsets inside a K / V tile; the tile, n-tile and k-step offsets are
+  // constants. S = Q K^T: key = (j + (ld_mat >> 1)) * 8 + ld_row, col = kk * 16 + (ld_mat & 1) * 8.
+  // O += P V (.trans): key = kk * 16 + (ld_mat & 1) * 8 + ld_row, col = (dn + (ld_mat >> 1)) * 8.
+  const uint32_t smem_address = shared_address(smem);
+  const uint32_t k_lane = (((ld_mat >> 1) * 8 + ld_row) * kPitch + (ld_mat & 1) * 8) * 2;
+  const uint32_t v_lane = (((ld_mat & 1) * 8 + ld_row) * kPitch + (ld_mat >> 1) * 8) * 2;
+
+  load_tile<D, true>(k_tile(0), k, a.k_strides[2], seq_k);
+  load_tile<D, true>(v_tile(0), v, a.v_strides[2], seq_k);
   cp_async_commit();
-  for (int64_t block = 0; block < n_blocks; ++block) {
-    const int stage = static_cast<int>(block & 1);
+
+  // One key block; kMasked (a std::bool_constant) adds the key < limit comparisons.
+  auto step = [&](int block, auto masked) {
+    constexpr bool kMasked = decltype(masked)::value;
+    const int stage = block & 1;
     if (block + 1 < n_blocks) {  // prefetch the next block into the other stage
-      load_tile_async<D>(k_tile(stage ^ 1), k, a.k_strides[2], (block + 1) * kBlockN, a.seq_k);
-      load_tile_async<D>(v_tile(stage ^ 1), v, a.v_strides[2], (block + 1) * kBlockN, a.seq_k);
+      const int next = (block + 1) * kBlockN;
+      load_tile<D, true>(k_tile(stage ^ 1), k + (block + 1) * k_step, a.k_strides[2], seq_k - next);
+      load_tile<D, true>(v_tile(stage ^ 1), v + (block + 1) * v_step, a.v_strides[2], seq_k - next);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
     __syncthreads();
-    const uint16_t* ks = k_tile(stage);
-    const uint16_t* vs = v_tile(stage);
-    const int64_t n0 = block * kBlockN;
+    const uint32_t ks = smem_address + stage * (2 * kTile * 2) + k_lane;
+    const uint32_t vs = smem_address + (2 * stage + 1) * (kTile * 2) + v_lane;
 
     // S = Q K^T for this warp's 16 rows and 64 keys: 8 n-tiles of 8 keys. One ldmatrix.x4 gives
     // the B fragments (d 0-7 | 8-15 of the k-step) of two adjacent n-tiles.
@@ -145,52 +199,62 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_mma_kernel(AttentionCu
 #pragma unroll
       for (int j = 0; j < kBlockN / 8; j += 2) {
         uint32_t b_frag[4];
-        const int key = (j + (ld_mat >> 1)) * 8 + ld_row, col = kk * 16 + (ld_mat & 1) * 8;
-        ldmatrix_x4(b_frag, ks + key * kPitch + col);
+        ldmatrix_x4(b_frag, ks + (j * 8 * kPitch + kk * 16) * 2);
         Op::run(s[j], q_frag[kk], b_frag);
         Op::run(s[j + 1], q_frag[kk], b_frag + 2);
       }
     }
 
-    // Mask, scale to base 2, new row max (over the 4 threads sharing a row).
+    // Mask (diagonal and tail blocks only), new row max over the 4 threads sharing a row.
+    if constexpr (kMasked) {
+      const int key0 = block * kBlockN + t4 * 2;
+      const int left[2] = {limit[0] - key0, limit[1] - key0};
+#pragma unroll
+      for (int j = 0; j < kBlockN / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if (j * 8 + (e & 1) >= left[e >> 1]) s[j][e] = -INFINITY;
+        }
+      }
+    }
     float new_max[2] = {row_max[0], row_max[1]};
 #pragma unroll
     for (int j = 0; j < kBlockN / 8; ++j) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t key = n0 + j * 8 + t4 * 2 + (e & 1);
-        const bool visible = key < a.seq_k && (!a.causal || key <= rows[e >> 1] + diag);
-        s[j][e] = visible ? s[j][e] * scale_log2 : -INFINITY;
-        new_max[e >> 1] = fmaxf(new_max[e >> 1], s[j][e]);
-      }
+      for (int e = 0; e < 4; ++e) new_max[e >> 1] = fmaxf(new_max[e >> 1], s[j][e]);
     }
-    float alpha[2], block_sum[2] = {0.0f, 0.0f};
+    float alpha[2], neg_max[2], block_sum[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       new_max[r] = fmaxf(new_max[r], __shfl_xor_sync(0xffffffff, new_max[r], 1));
       new_max[r] = fmaxf(new_max[r], __shfl_xor_sync(0xffffffff, new_max[r], 2));
-      // A row with nothing visible yet keeps max -inf; use 0 as its reference so no NaN appears.
-      const float reference = new_max[r] == -INFINITY ? 0.0f : new_max[r];
-      alpha[r] = exp2f(row_max[r] - reference);
+      // Finite from block 0 on (key 0 is visible to every row); the old max is -inf only there,
+      // where alpha = exp2(-inf) = 0 scales the zero accumulators. An unchanged max gives alpha 1
+      // exactly.
+      neg_max[r] = -new_max[r] * scale_log2;
+      alpha[r] = exp2f((row_max[r] - new_max[r]) * scale_log2);
       row_max[r] = new_max[r];
-      new_max[r] = reference;
     }
 #pragma unroll
     for (int j = 0; j < kBlockN / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        s[j][e] = exp2f(s[j][e] - new_max[e >> 1]);
+        s[j][e] = exp2f(fmaf(s[j][e], scale_log2, neg_max[e >> 1]));
         block_sum[e >> 1] += s[j][e];
       }
     }
 #pragma unroll
-    for (int r = 0; r < 2; ++r) row_sum[r] = row_sum[r] * alpha[r] + block_sum[r];
+    for (int r = 0; r < 2; ++r) row_sum[r] = fmaf(row_sum[r], alpha[r], block_sum[r]);
+    // Once the row maxima settle most blocks leave all 16 of the warp's unchanged (alpha exactly
+    // 1): skip the D/2 multiplies then (a warp-uniform branch).
+    if (__any_sync(0xffffffff, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
-    for (int dn = 0; dn < D / 8; ++dn) {
-      o[dn][0] *= alpha[0];
-      o[dn][1] *= alpha[0];
-      o[dn][2] *= alpha[1];
-      o[dn][3] *= alpha[1];
+      for (int dn = 0; dn < D / 8; ++dn) {
+        o[dn][0] *= alpha[0];
+        o[dn][1] *= alpha[0];
+        o[dn][2] *= alpha[1];
+        o[dn][3] *= alpha[1];
+      }
     }
 
     // O += P V: P's A fragments are the S accumulators of n-tiles 2kk and 2kk+1; one
@@ -203,14 +267,17 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_mma_kernel(AttentionCu
 #pragma unroll
       for (int dn = 0; dn < D / 8; dn += 2) {
         uint32_t b_frag[4];
-        const int key = kk * 16 + (ld_mat & 1) * 8 + ld_row, col = (dn + (ld_mat >> 1)) * 8;
-        ldmatrix_x4_trans(b_frag, vs + key * kPitch + col);
+        ldmatrix_x4_trans(b_frag, vs + (kk * 16 * kPitch + dn * 8) * 2);
         Op::run(o[dn], p_frag, b_frag);
         Op::run(o[dn + 1], p_frag, b_frag + 2);
       }
     }
     __syncthreads();  // everyone is done with this stage before it is refilled
-  }
+  };
+
+  int block = 0;
+  for (; block < min(n_full, n_blocks); ++block) step(block, std::false_type{});
+  for (; block < n_blocks; ++block) step(block, std::true_type{});
 
   // Finish the row sums across the 4 threads of a row, normalise, store out and lse.
 #pragma unroll
@@ -221,7 +288,7 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_mma_kernel(AttentionCu
   auto* out = static_cast<T*>(a.out) + b * a.out_strides[0] + h * a.out_strides[1];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    if (rows[r] >= a.seq_q) continue;
+    if (rows[r] >= seq_q) continue;
     const float inv = 1.0f / row_sum[r];
     T* out_row = out + rows[r] * a.out_strides[2];
 #pragma unroll
@@ -229,7 +296,7 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_mma_kernel(AttentionCu
       const uint32_t packed = Op::pack(o[dn][2 * r] * inv, o[dn][2 * r + 1] * inv);
       *reinterpret_cast<uint32_t*>(out_row + dn * 8 + t4 * 2) = packed;
     }
-    if (t4 == 0) a.lse[bh * a.seq_q + rows[r]] = (row_max[r] + log2f(row_sum[r])) * kLn2;
+    if (t4 == 0) a.lse[bh * seq_q + rows[r]] = fmaf(row_max[r], scale_log2, log2f(row_sum[r])) * kLn2;
   }
 #else
   __trap();  // tensor-core path needs sm_80+; the Python launcher checks the capability
@@ -272,6 +339,9 @@ void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stre
   if (args.seq_k <= 0) throw std::invalid_argument("attention_fwd_cuda: seq_k must be positive");
   if (args.causal && args.seq_q > args.seq_k)
     throw std::invalid_argument("attention_fwd_cuda: causal attention needs seq_q <= seq_k (bottom-right aligned)");
+  // The kernel's row and key indices are 32-bit (pointer offsets stay 64-bit).
+  if (args.seq_q > INT_MAX - 2 * kBlockM || args.seq_k > INT_MAX - 2 * kBlockN)
+    throw std::invalid_argument("attention_fwd_cuda: sequence lengths must stay below 2^31 - 128");
   auto s = reinterpret_cast<cudaStream_t>(stream);
   switch (dtype) {
     case 1: launch<__half>(args, s); break;

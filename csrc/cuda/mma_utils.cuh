@@ -87,12 +87,31 @@ static __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const vo
                : "r"(shared_address(row)));
 }
 
+// The same with the row given as a shared-space byte address (a per-lane base plus constants
+// folds into the instruction's immediate offset).
+static __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], uint32_t row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(row));
+}
+
+static __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], uint32_t row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(row));
+}
+
 // 16 bytes global -> shared without passing through registers; valid == false writes zeros
 // (src-size 0 reads nothing, so `src` only has to be some mapped address).
 static __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
                :
                : "r"(shared_address(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+
+// The same into a shared-space byte address, always 16 bytes (a row known to be in range).
+static __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
 }
 
 static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
