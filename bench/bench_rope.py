@@ -6,8 +6,14 @@ bandwidth everywhere. Eager PyTorch makes ~6 passes (two multiplies, a negation,
 add, per tensor) and allocates the temporaries. GB/s below counts only the minimal bytes.
 
 CPU: the C++ kernel (active ISA path, out of place and in place) vs eager torch on the same
-thread count. GPU (when one is visible): the Triton and CUDA kernels vs eager torch, bf16.
-Ours and the peer are timed interleaved, call by call; medians are reported.
+thread count. GPU (when one is visible): the Triton and CUDA kernels vs eager torch, bf16, both
+out of place (eager allocates its results too); ours in place as well. Ours and the peer are
+timed interleaved; medians are reported. On the GPU a sample is GPU_CALLS calls back to back
+(as a model's layers issue them: the host prepares call n+1 while the GPU runs call n), so "ms"
+is a call's share of that stream, host overhead included where it exceeds the kernel's time (a
+decode step). "dev" columns replay the same calls captured in a CUDA graph: device time alone,
+what the GB/s figure (the kernel's bandwidth) is computed from. One call timed between two
+events would instead add the whole host path to the kernel time, GPU idle meanwhile.
 
     .venv/bin/python bench/bench_rope.py [--threads N] [--repeats 15] [--quick]
 """
@@ -67,10 +73,40 @@ def cpu_candidates(q, k, cos, sin, cos_full, sin_full) -> dict:
 
 
 def gpu_candidates(backend, q, k, cos, sin, cos_full, sin_full) -> dict:
+    q_inplace, k_inplace = q.clone(), k.clone()
     return {
         "eager": lambda: eager_rope(q, k, cos_full, sin_full),
         "ours": lambda: rope(q, k, cos, sin, offset=16, backend=backend),
+        "inplace": lambda: rope(q_inplace, k_inplace, cos, sin, offset=16, inplace=True, backend=backend),
     }
+
+
+GPU_CALLS = 20  # calls per GPU sample
+
+
+def _gpu_calls_timer(fn) -> float:
+    """Seconds per call of GPU_CALLS back-to-back calls of `fn` on the current stream."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(GPU_CALLS):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3 / GPU_CALLS
+
+
+def _graphed(fn):
+    """GPU_CALLS calls of `fn` captured in a CUDA graph; calling the result replays them."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up (Triton compiles) outside the capture
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(GPU_CALLS):
+            fn()
+    return graph.replay
 
 
 def run_cpu(repeats: int, shapes) -> None:
@@ -89,18 +125,23 @@ def run_cpu(repeats: int, shapes) -> None:
 def run_gpu(repeats: int) -> None:
     from fastllm.kernels import dispatch
 
-    print(f"\n== GPU: {torch.cuda.get_device_name(0)}")
+    print(f"\n== GPU: {torch.cuda.get_device_name(0)}, {GPU_CALLS} calls per sample")
     backends = [b for b in ("cuda", "triton") if dispatch.unavailable_reason("rope", b, torch.device("cuda")) is None]
-    print(f"{'shape (B,T,Hq,Hk,D)':>22} {'backend':>8} {'eager ms':>9} {'ours ms':>9} {'ours GB/s':>9} "
-          f"{'eager GB/s':>10} {'ratio':>6}")
+    print(f"{'shape (B,T,Hq,Hk,D)':>22} {'backend':>8} {'eager ms':>9} {'ours ms':>9} {'inplace ms':>10} "
+          f"{'ratio':>6} {'eager dev ms':>12} {'ours dev ms':>11} {'ours dev GB/s':>13} {'inplace dev GB/s':>16} "
+          f"{'dev ratio':>9}")
     for shape in GPU_SHAPES:
         inputs = _inputs(shape, torch.bfloat16, "cuda")
+        nbytes = _bytes(shape, torch.bfloat16)
         for backend in backends:
-            medians = interleaved(gpu_candidates(backend, *inputs), repeats, time_gpu)
-            nbytes = _bytes(shape, torch.bfloat16)
-            print(f"{str(shape):>22} {backend:>8} {medians['eager'] * 1e3:9.3f} {medians['ours'] * 1e3:9.3f} "
-                  f"{nbytes / medians['ours'] / 1e9:9.1f} {nbytes / medians['eager'] / 1e9:10.1f} "
-                  f"{medians['eager'] / medians['ours']:6.2f}")
+            candidates = gpu_candidates(backend, *inputs)
+            host = interleaved(candidates, repeats, _gpu_calls_timer)
+            graphs = {name: _graphed(fn) for name, fn in candidates.items()}
+            dev = {name: t / GPU_CALLS for name, t in interleaved(graphs, repeats, time_gpu).items()}
+            print(f"{str(shape):>22} {backend:>8} {host['eager'] * 1e3:9.3f} {host['ours'] * 1e3:9.3f} "
+                  f"{host['inplace'] * 1e3:10.3f} {host['eager'] / host['ours']:6.2f} {dev['eager'] * 1e3:12.4f} "
+                  f"{dev['ours'] * 1e3:11.4f} {nbytes / dev['ours'] / 1e9:13.1f} "
+                  f"{nbytes / dev['inplace'] / 1e9:16.1f} {dev['eager'] / dev['ours']:9.2f}")
 
 
 def main() -> None:

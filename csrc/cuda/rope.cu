@@ -3,12 +3,26 @@
 //
 //   out[i] = x[i] c[i] - x[i + D/2] s[i],   out[i + D/2] = x[i + D/2] c[i] + x[i] s[i].
 //
-// One block per (batch, token): it rotates every q head and then every k head of that token, so
-// q and k share one launch and the cos/sin rows are read once per token. Each thread handles VEC
-// consecutive pairs (16-byte loads: VEC=4 for float32, 8 for 16-bit types) when the
-// strides and pointers allow it, else VEC=1. Memory traffic is the minimum (read q, k once,
-// write once), so the kernel is bandwidth-bound: napkin math for B*T tokens is
-// bytes = 2 * B*T*(Hq+Hk)*D*sizeof(T). Math in float32, one rounding at the store.
+// Work split. A token has P = (D/2)/VEC "lanes" (VEC consecutive pairs each: 16-byte accesses,
+// VEC=4 for float32 and 8 for 16-bit types, when strides and pointers allow it, else VEC=1) and
+// its q heads, then its k heads, cut into groups of kHeadsPerThread. One thread owns one
+// (token, head group, lane): it reads its lane's cos/sin once (float32, from L1/L2: every thread
+// of the token reads the same row), issues the loads of all its heads' two halves before any math
+// (4 heads x 2 x 16 B in flight per thread), then rotates and stores them. A block is a
+// (width, rows) rectangle: threadIdx.x walks the token's W = groups * P threads, threadIdx.y the
+// tokens, so a (1, 1, 32, 8, 128) decode step is one block of 80 threads and a prefill is many
+// blocks of ~256 threads each finishing a few whole tokens; no 64-bit division anywhere.
+// tests/kernels/test_cuda_rope_model.py replays this mapping (launch_vec's geometry and the
+// kernel's index math) on the CPU to prove every element is written exactly once (odd heads,
+// D = 2..256, strided views, the VEC=1 fallback); it reads the k* constants from this file.
+//
+// Napkin math: bytes = 2 * B*T*(Hq+Hk)*D*sizeof(T) (q and k read once, written once; the cos/sin
+// rows are L2 hits). (4, 4096, 32, 8, 128) bf16 moves 336 MB: 0.11 ms at 3 TB/s (what a
+// device-to-device copy reaches on an H100 SXM). Compute is ~3 flops per element: irrelevant.
+// Bytes in flight: ~90 registers (bf16, sm_90) let 2 blocks of 240 threads share an SM, 480 x
+// 128 B = 61 KB per SM, 8 MB on 132 SMs, well over the ~3 MB that 3 TB/s x ~1 us latency needs.
+// Math in float32, one rounding at the store. Loads are streaming (ld.global.cs: each q/k byte is
+// read once, so it should not push the cos/sin rows out of L1).
 // Test: tests/kernels/test_rope_backends.py -m cuda; benchmark: bench/bench_rope.py.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -23,6 +37,10 @@
 
 namespace fastllm {
 namespace {
+
+constexpr int kHeadsPerThread = 4;  // loads in flight per thread: 2 * kHeadsPerThread words
+constexpr int kThreads = 256;       // target block size when a token is narrower than this
+constexpr int kMaxWidth = 512;      // widest token handled without a loop over lanes
 
 template <typename T>
 __device__ __forceinline__ float to_float(T x);
@@ -42,62 +60,113 @@ __device__ __forceinline__ __half from_float<__half>(float x) { return __float2h
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
-// VEC elements of T moved as one aligned word.
+// The machine word that moves VEC elements of T at once.
+template <int BYTES> struct WordOf;
+template <> struct WordOf<16> { using type = uint4; };
+template <> struct WordOf<4> { using type = unsigned int; };
+template <> struct WordOf<2> { using type = unsigned short; };
+
 template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
+union Pack {
+  typename WordOf<sizeof(T) * VEC>::type word;
   T v[VEC];
 };
 
-struct TokenGeometry {
-  const char* in;
-  char* out;
-  int64_t in_head_stride, out_head_stride;  // elements
-  int64_t heads;
-};
-
 template <typename T, int VEC>
-__device__ __forceinline__ void rotate_heads(const TokenGeometry& g, const float* cos_row,
-                                             const float* sin_row, int64_t half, float sign) {
-  const int64_t pairs_per_head = half / VEC;
-  const int64_t work = g.heads * pairs_per_head;
-  const T* in = reinterpret_cast<const T*>(g.in);
-  T* out = reinterpret_cast<T*>(g.out);
-  for (int64_t w = threadIdx.x; w < work; w += blockDim.x) {
-    const int64_t h = w / pairs_per_head, i = (w % pairs_per_head) * VEC;
-    const T* x = in + h * g.in_head_stride;
-    T* y = out + h * g.out_head_stride;
-    const Pack<T, VEC> x1 = *reinterpret_cast<const Pack<T, VEC>*>(x + i);
-    const Pack<T, VEC> x2 = *reinterpret_cast<const Pack<T, VEC>*>(x + i + half);
-    Pack<T, VEC> lo, hi;
+__device__ __forceinline__ Pack<T, VEC> load_streaming(const T* p) {
+  using Word = typename WordOf<sizeof(T) * VEC>::type;
+  Pack<T, VEC> r;
+  r.word = __ldcs(reinterpret_cast<const Word*>(p));
+  return r;
+}
+
+template <int VEC>
+__device__ __forceinline__ void load_row(const float* __restrict__ p, float (&out)[VEC]) {
+  if constexpr (VEC % 4 == 0) {
 #pragma unroll
-    for (int j = 0; j < VEC; ++j) {
-      const float a = to_float(x1.v[j]), b = to_float(x2.v[j]);
-      const float c = cos_row[i + j], s = sign * sin_row[i + j];
-      lo.v[j] = from_float<T>(a * c - b * s);
-      hi.v[j] = from_float<T>(b * c + a * s);
+    for (int j = 0; j < VEC; j += 4) {
+      const float4 f = __ldg(reinterpret_cast<const float4*>(p + j));
+      out[j] = f.x, out[j + 1] = f.y, out[j + 2] = f.z, out[j + 3] = f.w;
     }
-    *reinterpret_cast<Pack<T, VEC>*>(y + i) = lo;
-    *reinterpret_cast<Pack<T, VEC>*>(y + i + half) = hi;
+  } else {
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) out[j] = __ldg(p + j);
   }
 }
 
+// Launch geometry, computed on the host (and mirrored by test_cuda_rope_model.py).
+struct RopeGrid {
+  int pairs;     // P: lanes per head, (D/2) / VEC
+  int q_groups;  // ceil(Hq / kHeadsPerThread); the k groups follow
+  int width;     // W = (q_groups + k_groups) * P threads per token
+  int rows;      // B * T
+};
+
+// Blocks reach kMaxWidth = 512 threads, so at most 128 registers. __launch_bounds__(512) says
+// that too but makes ptxas aim at 64 (a spill in the float32 kernel on sm_90); __maxnreg__
+// (nvcc >= 12.4) caps without that push.
+#if defined(__CUDACC_VER_MAJOR__) && (__CUDACC_VER_MAJOR__ * 100 + __CUDACC_VER_MINOR__ >= 1204)
+#define FASTLLM_ROPE_REGS __maxnreg__(128)
+#else
+#define FASTLLM_ROPE_REGS __launch_bounds__(kMaxWidth)
+#endif
+
 template <typename T, int VEC>
-__global__ void rope_kernel(RopeCudaArgs a) {
-  const int64_t row = blockIdx.x;
-  const int64_t b = row / a.seq_len, t = row % a.seq_len;
+__global__ void FASTLLM_ROPE_REGS rope_kernel(const RopeCudaArgs a, const RopeGrid g) {
+  const int row = blockIdx.x * blockDim.y + threadIdx.y;
+  if (row >= g.rows) return;
+  const unsigned seq_len = static_cast<unsigned>(a.seq_len);
+  const int64_t b = static_cast<unsigned>(row) / seq_len, t = static_cast<unsigned>(row) % seq_len;
   const int64_t p = a.positions ? a.positions[b * a.pos_strides[0] + t * a.pos_strides[1]] : a.offset + t;
-  const int64_t half = a.head_dim / 2;
+  const int half = static_cast<int>(a.head_dim / 2);
   const float* cos_row = a.cos + p * half;
   const float* sin_row = a.sin + p * half;
-  const float sign = a.inverse ? -1.0f : 1.0f;
-  for (int which = 0; which < 2; ++which) {
-    const RopeTensor& tensor = which ? a.k : a.q;
-    const int64_t in_offset = (b * tensor.in_strides[0] + t * tensor.in_strides[1]) * sizeof(T);
-    const int64_t out_offset = (b * tensor.out_strides[0] + t * tensor.out_strides[1]) * sizeof(T);
-    TokenGeometry g{reinterpret_cast<const char*>(tensor.in) + in_offset,
-                    reinterpret_cast<char*>(tensor.out) + out_offset, tensor.in_strides[2],
-                    tensor.out_strides[2], tensor.heads};
-    rotate_heads<T, VEC>(g, cos_row, sin_row, half, sign);
+  for (int w = threadIdx.x; w < g.width; w += blockDim.x) {
+    const int group = w / g.pairs;
+    const int i = (w - group * g.pairs) * VEC;
+    // Field by field: a reference to a.q or a.k picked at run time would copy the struct to
+    // local memory.
+    const bool is_k = group >= g.q_groups;
+    const int h0 = (is_k ? group - g.q_groups : group) * kHeadsPerThread;
+    const int heads = static_cast<int>(is_k ? a.k.heads : a.q.heads);
+    const int64_t in_hs = is_k ? a.k.in_strides[2] : a.q.in_strides[2];
+    const int64_t out_hs = is_k ? a.k.out_strides[2] : a.q.out_strides[2];
+    const T* x = reinterpret_cast<const T*>(is_k ? a.k.in : a.q.in) +
+                 (b * (is_k ? a.k.in_strides[0] : a.q.in_strides[0]) +
+                  t * (is_k ? a.k.in_strides[1] : a.q.in_strides[1]) + h0 * in_hs + i);
+    T* y = reinterpret_cast<T*>(is_k ? a.k.out : a.q.out) +
+           (b * (is_k ? a.k.out_strides[0] : a.q.out_strides[0]) +
+            t * (is_k ? a.k.out_strides[1] : a.q.out_strides[1]) + h0 * out_hs + i);
+    __builtin_assume(__isGlobal(y));  // STG rather than a generic ST for the stores below
+    Pack<T, VEC> x1[kHeadsPerThread], x2[kHeadsPerThread];
+#pragma unroll
+    for (int j = 0; j < kHeadsPerThread; ++j) {
+      if (h0 + j < heads) {
+        x1[j] = load_streaming<T, VEC>(x + j * in_hs);
+        x2[j] = load_streaming<T, VEC>(x + j * in_hs + half);
+      }
+    }
+    float c[VEC], s[VEC];
+    load_row<VEC>(cos_row + i, c);
+    load_row<VEC>(sin_row + i, s);
+    if (a.inverse) {
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) s[v] = -s[v];
+    }
+#pragma unroll
+    for (int j = 0; j < kHeadsPerThread; ++j) {
+      if (h0 + j < heads) {
+        Pack<T, VEC> lo, hi;
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) {
+          const float e1 = to_float(x1[j].v[v]), e2 = to_float(x2[j].v[v]);
+          lo.v[v] = from_float<T>(e1 * c[v] - e2 * s[v]);
+          hi.v[v] = from_float<T>(e2 * c[v] + e1 * s[v]);
+        }
+        *reinterpret_cast<decltype(lo.word)*>(y + j * out_hs) = lo.word;
+        *reinterpret_cast<decltype(hi.word)*>(y + j * out_hs + half) = hi.word;
+      }
+    }
   }
 }
 
@@ -118,31 +187,67 @@ bool can_vectorize(const RopeCudaArgs& a) {
          aligned(reinterpret_cast<uintptr_t>(a.sin), 4 * VEC);
 }
 
-template <typename T>
-void launch(const RopeCudaArgs& a, cudaStream_t stream) {
-  const int64_t rows = a.batch * a.seq_len;
-  if (rows == 0) return;
-  const int64_t work = (a.q.heads > a.k.heads ? a.q.heads : a.k.heads) * (a.head_dim / 2);
-  constexpr int kVec = 16 / sizeof(T);  // 16-byte loads: 4 float32 or 8 16-bit values
-  const bool vec = can_vectorize<T, kVec>(a);
-  const int64_t items = vec ? work / kVec : work;
-  const int threads = items >= 256 ? 256 : (items >= 128 ? 128 : 64);
-  if (vec) {
-    rope_kernel<T, kVec><<<static_cast<unsigned>(rows), threads, 0, stream>>>(a);
-  } else {
-    rope_kernel<T, 1><<<static_cast<unsigned>(rows), threads, 0, stream>>>(a);
-  }
+int groups_of(int64_t heads) { return static_cast<int>((heads + kHeadsPerThread - 1) / kHeadsPerThread); }
+
+template <typename T, int VEC>
+void launch_vec(const RopeCudaArgs& a, cudaStream_t stream) {
+  RopeGrid g{};
+  g.pairs = static_cast<int>(a.head_dim / 2 / VEC);
+  g.q_groups = groups_of(a.q.heads);
+  const int64_t width = (static_cast<int64_t>(g.q_groups) + groups_of(a.k.heads)) * g.pairs;
+  if (width > (1 << 30)) throw std::invalid_argument("rope_cuda: too many heads in one call");
+  g.width = static_cast<int>(width);
+  g.rows = static_cast<int>(a.batch * a.seq_len);
+  if (g.width == 0) return;  // no heads at all
+  dim3 block(kThreads, 1);
+  if (g.width <= kMaxWidth) block = dim3(g.width, g.width < kThreads ? kThreads / g.width : 1);
+  const unsigned blocks = static_cast<unsigned>((g.rows + block.y - 1) / block.y);
+  rope_kernel<T, VEC><<<blocks, block, 0, stream>>>(a, g);
   FASTLLM_CUDA_CHECK_LAUNCH("rope_kernel");
 }
 
+template <typename T>
+void launch(const RopeCudaArgs& a, cudaStream_t stream) {
+  if (a.batch * a.seq_len == 0) return;
+  constexpr int kVec = 16 / sizeof(T);  // 16-byte accesses: 4 float32 or 8 16-bit values
+  if (can_vectorize<T, kVec>(a)) {
+    launch_vec<T, kVec>(a, stream);
+  } else {
+    launch_vec<T, 1>(a, stream);
+  }
+}
+
+// Launches on `device`, then gives the calling thread its current device back (torch keeps its
+// own notion of the current device and must not see it change under it).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    FASTLLM_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (device != previous_) FASTLLM_CUDA_CHECK(cudaSetDevice(device));
+    switched_ = device != previous_;
+  }
+  ~DeviceGuard() {
+    if (switched_) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+  bool switched_ = false;
+};
+
 }  // namespace
 
-void rope_cuda(int dtype, const RopeCudaArgs& args, uintptr_t stream) {
+void rope_cuda(int dtype, const RopeCudaArgs& args, int device, uintptr_t stream) {
   if (args.head_dim <= 0 || args.head_dim % 2)
     throw std::invalid_argument("rope_cuda: head_dim must be even and positive, got " +
                                 std::to_string(args.head_dim));
   if (args.batch * args.seq_len > 0x7FFFFFFFLL)
     throw std::invalid_argument("rope_cuda: more than 2^31-1 tokens in one call");
+  if (args.q.heads > (1 << 30) || args.k.heads > (1 << 30) || args.head_dim > (1 << 30))
+    throw std::invalid_argument("rope_cuda: more than 2^30 heads or head_dim in one call");
+  DeviceGuard guard(device);
   auto s = reinterpret_cast<cudaStream_t>(stream);
   switch (dtype) {
     case 0: launch<float>(args, s); break;

@@ -17,7 +17,8 @@ struct RopeCudaArgs {
   bool inverse;
 };
 
-// dtype: 0 float32, 1 float16, 2 bfloat16. Positions must already lie inside the tables.
-void rope_cuda(int dtype, const RopeCudaArgs& args, uintptr_t stream);
+// dtype: 0 float32, 1 float16, 2 bfloat16. Positions must already lie inside the tables. Launches
+// on `stream` of CUDA device `device` (made current for the launch, then restored).
+void rope_cuda(int dtype, const RopeCudaArgs& args, int device, uintptr_t stream);
 
 }  // namespace fastllm

@@ -190,3 +190,65 @@ def test_bad_input_is_one_line_naming_the_argument(change, match):
     with pytest.raises(KernelInputError, match=match) as info:
         rope(q, k, cos, sin, **kwargs)
     assert "\n" not in str(info.value) and str(info.value).startswith("rope: ")
+
+
+def _count_rope_dispatches(fn) -> int:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.namespace == "fastllm":
+                Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.calls
+
+
+def test_plain_calls_skip_the_dispatcher_and_match_it(seeded):
+    """rope() runs the op body itself for plain tensors without autograd (a decode step's host
+    cost); the result, the in-place writes and the version bump equal the dispatched op's."""
+    from fastllm.kernels.rope import op
+
+    q, k = torch.randn(2, 3, 4, 16), torch.randn(2, 3, 2, 16)
+    cos, sin = rope_tables(8, 16)
+    assert op._runs_unchanged_without_dispatch(q, k, cos, sin)
+    torch.testing.assert_close(rope(q, k, cos, sin, offset=2),
+                               torch.ops.fastllm.rope(q, k, cos, sin, None, 2, False, None), rtol=0, atol=0)
+    want = rope_ref(q, k, cos, sin, offset=2)
+    q_in, k_in = q.clone(), k.clone()
+    versions = q_in._version, k_in._version
+    rope(q_in, k_in, cos, sin, offset=2, inplace=True)
+    torch.testing.assert_close((q_in, k_in), want, rtol=0, atol=0)
+    assert q_in._version > versions[0] and k_in._version > versions[1]
+    with torch.inference_mode():
+        q_inf, k_inf = q.clone(), k.clone()
+        rope(q_inf, k_inf, cos, sin, offset=2, inplace=True)
+    torch.testing.assert_close((q_inf, k_inf), want, rtol=0, atol=0)
+
+
+def test_modes_autograd_and_meta_tensors_go_through_the_dispatcher(seeded):
+    from fastllm.kernels.rope import op
+
+    q, k = torch.randn(1, 2, 2, 8), torch.randn(1, 2, 1, 8)
+    cos, sin = rope_tables(4, 8)
+    assert _count_rope_dispatches(lambda: rope(q, k, cos, sin)) == 1
+    assert _count_rope_dispatches(lambda: rope(q.clone(), k.clone(), cos, sin, inplace=True)) == 1
+    assert not op._runs_unchanged_without_dispatch(q.requires_grad_(), k, cos, sin)
+    with torch.no_grad():
+        assert op._runs_unchanged_without_dispatch(q, k, cos, sin)
+    q.requires_grad_(False)
+    meta = [t.to("meta") for t in (q, k, cos, sin)]
+    assert not op._runs_unchanged_without_dispatch(*meta)
+    assert rope(*meta)[0].shape == q.shape  # the fake kernel answers
+
+    def direct_under_vmap(x):
+        seen.append(op._runs_unchanged_without_dispatch(x, x, cos, sin))
+        return x
+
+    seen = []
+    torch.func.vmap(direct_under_vmap)(q[None])
+    assert seen == [False]

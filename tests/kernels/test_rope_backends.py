@@ -238,3 +238,62 @@ def test_triton_head_offsets_beyond_int32_in_the_interpreter(dtype):
     cos, sin = rope_tables(MAX_POSITIONS, dim)
     want = rope_ref(q.contiguous(), k.contiguous(), cos, sin, offset=3)
     torch.testing.assert_close(rope(q, k, cos, sin, offset=3, backend="triton"), want, rtol=0, atol=0)
+
+
+# Shapes that reach every work split: in csrc/cuda/rope.cu blocks of a few whole tokens
+# (W < 256 threads per token), one wide token per block (256 <= W <= 512) and the lane loop
+# (W > 512), 16-byte lanes and the one-pair fallback (D/2 = 48 with float32 is 12 lanes of 4,
+# D=34 none); in Triton partial token blocks and head counts off its 8-head tiles.
+GPU_SPLIT_SHAPES = [(1, 1, 32, 8, 128), (2, 3, 130, 2, 128), (1, 2, 150, 149, 256), (3, 37, 5, 3, 96),
+                    (2, 9, 7, 1, 64), (2, 5, 3, 2, 34)]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+@pytest.mark.parametrize("shape", GPU_SPLIT_SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gpu_work_splits(seeded, backend, shape, dtype):
+    for positions_kind, inverse in (("offset", False), ("batch", True), ("row", False)):
+        _check(backend, shape, dtype, positions_kind, inverse, device="cuda")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_gpu_misaligned_and_bhtd_views_in_and_out_of_place(seeded, backend, dtype):
+    """q one element past an aligned start (the CUDA kernel's one-pair fallback), k a (B, H, T, D)
+    cache seen as (B, T, H, D); out of place, then in place with per-sequence positions."""
+    storage = torch.randn(1 + 2 * 5 * 3 * 64, device="cuda").to(dtype)
+    q = storage[1:].view(2, 5, 3, 64)
+    k = torch.randn(2, 4, 5, 64, device="cuda").to(dtype).transpose(1, 2)
+    cos, sin = rope_tables(16, 64, device="cuda")
+    positions = torch.randint(0, 16, (2, 5), device="cuda")
+    want = rope_ref(q, k, cos, sin, positions)
+    torch.testing.assert_close(rope(q, k, cos, sin, positions=positions, backend=backend), want)
+    first = storage[0].clone()
+    rope(q, k, cos, sin, positions=positions, inplace=True, backend=backend)
+    torch.testing.assert_close((q, k), want)
+    assert torch.equal(storage[0], first)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_head_offsets_beyond_int32(backend):
+    """Heads 2^26 - 64 elements apart: the last heads start past element 2^31 (5 GB of float16)."""
+    heads, dim, stride = 40, 128, 2**26 - 64
+    try:
+        storage = torch.empty((heads - 1) * stride + 2 * dim, dtype=torch.float16, device="cuda")
+    except torch.OutOfMemoryError:
+        pytest.skip("needs 5 GB of GPU memory")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    rows = storage[:(heads - 1) * stride].view(heads - 1, stride)[:, :2 * dim]
+    rows.copy_(torch.randn(rows.shape, generator=gen, device="cuda"))
+    storage[-2 * dim:].copy_(torch.randn(2 * dim, generator=gen, device="cuda"))
+    q, k = (storage.as_strided((1, 1, heads, dim), (0, 0, stride, 1), i * dim) for i in range(2))
+    cos, sin = rope_tables(MAX_POSITIONS, dim, device="cuda")
+    want = rope_ref(q.contiguous(), k.contiguous(), cos, sin, offset=3)
+    torch.testing.assert_close(rope(q, k, cos, sin, offset=3, backend=backend), want)
+    rope(q, k, cos, sin, offset=3, inplace=True, backend=backend)
+    torch.testing.assert_close((q, k), want)
+    del storage
+    torch.cuda.empty_cache()

@@ -35,7 +35,7 @@ from fastllm.kernels.attention.triton_bwd import (
     attention_bwd_dq_kernel,
 )
 from fastllm.kernels.attention.triton_fwd import attention_fwd_kernel
-from fastllm.kernels.rope.triton import _rope_kernel
+from fastllm.kernels.rope.triton import _rope_kernel, tile_shape
 
 TRITON_TYPES = {2: "bf16", 4: "fp32"}
 
@@ -96,8 +96,10 @@ def main() -> None:
     target = GPUTarget("cuda", arch, 32)
     rope_types = {name: "*bf16" for name in ("q_ptr", "k_ptr", "q_out_ptr", "k_out_ptr")}
     rope_types.update({"cos_ptr": "*fp32", "sin_ptr": "*fp32", "pos_ptr": "*i64", "offset": "i64"})
-    results = [compile_kernel(_rope_kernel, rope_types, {"HAS_POSITIONS": True, "INVERSE": True,
-                                                         "BLOCK_H": 32, "BLOCK_D": 64}, target)]
+    rope_tile = dict(zip(("BLOCK_T", "BLOCK_H", "BLOCK_D"), tile_shape(16384, 32, 8, 64, 2)))
+    results = [compile_kernel(_rope_kernel, rope_types, {"HAS_POSITIONS": True, "INVERSE": True, "INPLACE": inplace,
+                                                         "HALF": 64, **rope_tile}, target)
+               for inplace in (False, True)]
     for head_dim in (64, 128):
         results += attention_kernels(2, head_dim, target)
     results += attention_kernels(4, 128, target)

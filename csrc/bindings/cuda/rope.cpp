@@ -16,7 +16,8 @@ void rope_bind(int dtype, uintptr_t q, uintptr_t q_out, int64_t q_heads, Strides
                Strides q_out_strides, uintptr_t k, uintptr_t k_out, int64_t k_heads,
                Strides k_strides, Strides k_out_strides, uintptr_t cos, uintptr_t sin,
                uintptr_t positions, std::array<int64_t, 2> pos_strides, int64_t offset,
-               int64_t batch, int64_t seq_len, int64_t head_dim, bool inverse, uintptr_t stream) {
+               int64_t batch, int64_t seq_len, int64_t head_dim, bool inverse, int device,
+               uintptr_t stream) {
   RopeCudaArgs args{};
   args.q = make_rope_tensor(q, q_out, q_heads, q_strides, q_out_strides);
   args.k = make_rope_tensor(k, k_out, k_heads, k_strides, k_out_strides);
@@ -30,7 +31,7 @@ void rope_bind(int dtype, uintptr_t q, uintptr_t q_out, int64_t q_heads, Strides
   args.seq_len = seq_len;
   args.head_dim = head_dim;
   args.inverse = inverse;
-  rope_cuda(dtype, args, stream);
+  rope_cuda(dtype, args, device, stream);
 }
 
 const BindingRegistrar registrar("rope", [](py::module_& m) {
@@ -39,8 +40,9 @@ const BindingRegistrar registrar("rope", [](py::module_& m) {
         py::arg("k_heads"), py::arg("k_strides"), py::arg("k_out_strides"), py::arg("cos"),
         py::arg("sin"), py::arg("positions"), py::arg("pos_strides"), py::arg("offset"),
         py::arg("batch"), py::arg("seq_len"), py::arg("head_dim"), py::arg("inverse"),
-        py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
-        "Rotates q and k (B, T, H, D) on the GPU in one launch on `stream` (a cudaStream_t).");
+        py::arg("device"), py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
+        "Rotates q and k (B, T, H, D) on CUDA device `device` in one launch on `stream` (a "
+        "cudaStream_t of that device).");
 });
 
 }  // namespace

@@ -14,11 +14,17 @@ returns new contiguous tensors; in place it writes q and k and returns them.
 The functional op is differentiable: the gradient of a rotation is the inverse rotation, so
 backward is the same op with `inverse` flipped (and is itself differentiable). The in-place op
 is for inference (KV-cache decoding) and refuses tensors that require grad.
+
+`rope()` runs the op body itself, skipping the dispatcher, when that changes nothing (plain
+tensors, no autograd, no tracing, no modes: see _runs_unchanged_without_dispatch); it bumps the
+version counters of an in-place call's q and k as the dispatcher would.
 """
 
 from __future__ import annotations
 
 import torch
+from torch._C._functorch import is_functorch_wrapped_tensor
+from torch.autograd.graph import increment_version
 
 from fastllm.kernels import checks, dispatch
 from fastllm.kernels.checks import fail
@@ -30,6 +36,10 @@ OP = "rope"
 def rope_op(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
             positions: torch.Tensor | None, offset: int, inverse: bool,
             backend: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    return _rope_body(q, k, cos, sin, positions, offset, inverse, backend)
+
+
+def _rope_body(q, k, cos, sin, positions, offset, inverse, backend):
     _validate(q, k, cos, sin, positions, offset)
     impl = dispatch.implementation(OP, q.device, backend)
     return impl(q, k, cos, sin, _batched(positions, q.shape[0]), offset, inverse, False)
@@ -78,6 +88,10 @@ rope_op.register_autograd(_rope_backward, setup_context=_rope_setup_context)
 def rope_inplace_op(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                     positions: torch.Tensor | None, offset: int, inverse: bool,
                     backend: str | None) -> None:
+    _rope_inplace_body(q, k, cos, sin, positions, offset, inverse, backend)
+
+
+def _rope_inplace_body(q, k, cos, sin, positions, offset, inverse, backend) -> None:
     _validate(q, k, cos, sin, positions, offset)
     for name, t in (("q", q), ("k", k)):
         if torch._debug_has_internal_overlap(t) == 1:
@@ -104,12 +118,35 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     returned (not differentiable). `backend` forces cuda | triton | cpp | ref.
     """
     _check_types(q, k, cos, sin, positions, offset)
+    direct = _runs_unchanged_without_dispatch(q, k, cos, sin)
     if inplace:
         if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
             fail(OP, "inplace=True is not differentiable and q or k requires grad; use inplace=False")
-        torch.ops.fastllm.rope_(q, k, cos, sin, positions, offset, False, backend)
+        if direct:
+            _rope_inplace_body(q, k, cos, sin, positions, offset, False, backend)
+            increment_version((q, k))  # what the dispatcher does for a mutating op
+        else:
+            torch.ops.fastllm.rope_(q, k, cos, sin, positions, offset, False, backend)
         return q, k
+    if direct:
+        return _rope_body(q, k, cos, sin, positions, offset, False, backend)
     return torch.ops.fastllm.rope(q, k, cos, sin, positions, offset, False, backend)
+
+
+def _runs_unchanged_without_dispatch(q, k, cos, sin) -> bool:
+    """True when torch.ops.fastllm.rope would only run the op body: plain CPU or CUDA tensors,
+    nothing for autograd to record, no compile trace, no dispatch or function mode (FakeTensor,
+    FlopCounter, functionalization) and no functorch transform. Then `rope()` calls the body
+    itself: the dispatcher's Python round trip for a custom op costs ~15 us per call, as much as
+    a whole decode-step kernel launch (bench/bench_rope.py)."""
+    return (type(q) is torch.Tensor and type(k) is torch.Tensor
+            and type(cos) is torch.Tensor and type(sin) is torch.Tensor
+            and q.device.type in ("cuda", "cpu")
+            and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad))
+            and not torch.compiler.is_compiling()
+            and not torch._C._len_torch_dispatch_stack()
+            and not torch._C._is_torch_function_mode_enabled()
+            and not is_functorch_wrapped_tensor(q) and not is_functorch_wrapped_tensor(k))
 
 
 def _check_types(q, k, cos, sin, positions, offset) -> None:
