@@ -134,16 +134,13 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
 
 
 def _runs_unchanged_without_dispatch(q, k, cos, sin) -> bool:
-    """True when torch.ops.fastllm.rope would only run the op body: plain CPU or CUDA tensors,
-    nothing for autograd to record, no compile trace, no dispatch or function mode (FakeTensor,
-    FlopCounter, functionalization) and no functorch transform. Then `rope()` calls the body
-    itself: the dispatcher's Python round trip for a custom op costs ~15 us per call, as much as
-    a whole decode-step kernel launch (bench/bench_rope.py)."""
-    return (type(q) is torch.Tensor and type(k) is torch.Tensor
-            and type(cos) is torch.Tensor and type(sin) is torch.Tensor
-            and q.device.type in ("cuda", "cpu")
-            and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad))
-            and not torch.compiler.is_compiling()
+    """True when torch.ops.fastllm.rope would only run the op body: dispatch.direct_call_allowed
+    (eager, plain tensors on a real device, nothing for autograd to record), and no dispatch or
+    function mode (FlopCounter, DebugMode, functionalization) or functorch transform (vmap, grad)
+    that the op's registration would have answered. Then `rope()` calls the body itself: the
+    dispatcher's Python round trip for a custom op costs ~15 us per call, as much as a whole
+    decode-step kernel launch (bench/bench_call_overhead.py)."""
+    return (dispatch.direct_call_allowed(q, k, cos, sin)
             and not torch._C._len_torch_dispatch_stack()
             and not torch._C._is_torch_function_mode_enabled()
             and not is_functorch_wrapped_tensor(q) and not is_functorch_wrapped_tensor(k))
@@ -202,6 +199,7 @@ def _validate_positions(positions, batch, seq_len, max_positions, device, values
         fail(OP, f"positions is on {positions.device} but q is on {device}")
     if tuple(positions.shape) not in ((seq_len,), (batch, seq_len)):
         fail(OP, f"positions has shape {tuple(positions.shape)}; expected ({seq_len},) or ({batch}, {seq_len})")
-    if values and positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= max_positions):
-        fail(OP, f"positions must lie in [0, {max_positions}) (the table size), got "
-                 f"[{int(positions.min())}, {int(positions.max())}]")
+    if values and positions.numel():
+        low, high = torch.stack(torch.aminmax(positions)).tolist()  # one device sync, not two
+        if low < 0 or high >= max_positions:
+            fail(OP, f"positions must lie in [0, {max_positions}) (the table size), got [{low}, {high}]")
