@@ -71,10 +71,11 @@ def _rope_kernel(q_ptr, k_ptr, q_out_ptr, k_out_ptr, cos_ptr, sin_ptr, pos_ptr,
                  HAS_POSITIONS: tl.constexpr, INVERSE: tl.constexpr, INPLACE: tl.constexpr,
                  HALF: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
                  BLOCK_D: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
+    row = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)  # int32: the launcher keeps rows < 2^31
     rows_mask = row < rows
-    b = row // seq_len
-    t = row % seq_len
+    b = (row // seq_len).to(tl.int64)
+    t = (row % seq_len).to(tl.int64)
+    row = row.to(tl.int64)
     if HAS_POSITIONS:
         position = tl.load(pos_ptr + b * pos_sb + t * pos_st, mask=rows_mask, other=0)
     else:
@@ -118,6 +119,8 @@ def rope_triton(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.
     rows = batch * seq_len
     if rows == 0 or q_heads + k_heads == 0:
         return q_out, k_out
+    if rows >= 2**31:
+        fail("rope", f"backend triton: B*T = {rows} tokens in one call; at most 2^31 - 1")
     half = head_dim // 2
     block_t, block_h, block_d = tile_shape(rows, q_heads, k_heads, half, q.element_size())
     if positions is None:
