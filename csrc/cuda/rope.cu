@@ -11,7 +11,8 @@
 // (4 heads x 2 x 16 B in flight per thread), then rotates and stores them. A block is a
 // (width, rows) rectangle: threadIdx.x walks the token's W = groups * P threads, threadIdx.y the
 // tokens, so a (1, 1, 32, 8, 128) decode step is one block of 80 threads and a prefill is many
-// blocks of ~256 threads each finishing a few whole tokens; no 64-bit division anywhere.
+// blocks each finishing a few whole tokens (rows_per_block picks how many: the most threads
+// resident per SM for the kernel's register count); no 64-bit division anywhere.
 // tests/kernels/test_cuda_rope_model.py replays this mapping (launch_vec's geometry and the
 // kernel's index math) on the CPU to prove every element is written exactly once (odd heads,
 // D = 2..256, strided views, the VEC=1 fallback); it reads the k* constants from this file.
@@ -19,8 +20,9 @@
 // Napkin math: bytes = 2 * B*T*(Hq+Hk)*D*sizeof(T) (q and k read once, written once; the cos/sin
 // rows are L2 hits). (4, 4096, 32, 8, 128) bf16 moves 336 MB: 0.11 ms at 3 TB/s (what a
 // device-to-device copy reaches on an H100 SXM). Compute is ~3 flops per element: irrelevant.
-// Bytes in flight: ~90 registers (bf16, sm_90) let 2 blocks of 240 threads share an SM, 480 x
-// 128 B = 61 KB per SM, 8 MB on 132 SMs, well over the ~3 MB that 3 TB/s x ~1 us latency needs.
+// Bytes in flight: at 95 registers (bf16, sm_90) 4 blocks of 2 tokens x 80 threads share an SM,
+// 640 x 128 B = 80 KB per SM, 10.6 MB on 132 SMs, over the ~3-5 MB that 3 TB/s x 1-1.5 us of
+// loaded-DRAM latency needs.
 // Math in float32, one rounding at the store. Loads are streaming (ld.global.cs: each q/k byte is
 // read once, so it should not push the cos/sin rows out of L1).
 // Test: tests/kernels/test_rope_backends.py -m cuda; benchmark: bench/bench_rope.py.
@@ -28,6 +30,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -39,7 +43,7 @@ namespace fastllm {
 namespace {
 
 constexpr int kHeadsPerThread = 4;  // loads in flight per thread: 2 * kHeadsPerThread words
-constexpr int kThreads = 256;       // target block size when a token is narrower than this
+constexpr int kThreads = 256;       // block size when a token is wider than kMaxWidth
 constexpr int kMaxWidth = 512;      // widest token handled without a loop over lanes
 
 template <typename T>
@@ -189,8 +193,63 @@ bool can_vectorize(const RopeCudaArgs& a) {
 
 int groups_of(int64_t heads) { return static_cast<int>((heads + kHeadsPerThread - 1) / kHeadsPerThread); }
 
+// What an SM can hold, per device (queried once; 0 = not yet known).
+struct SmLimits {
+  int regs, threads, blocks;
+};
+
+SmLimits sm_limits(int device) {
+  constexpr int kDevices = 64;
+  static std::atomic<int> cache[kDevices][3];
+  if (device < 0 || device >= kDevices) return {65536, 2048, 32};
+  if (cache[device][0].load(std::memory_order_relaxed) == 0) {
+    int regs = 0, threads = 0, blocks = 0;
+    FASTLLM_CUDA_CHECK(cudaDeviceGetAttribute(&regs, cudaDevAttrMaxRegistersPerMultiprocessor, device));
+    FASTLLM_CUDA_CHECK(cudaDeviceGetAttribute(&threads, cudaDevAttrMaxThreadsPerMultiProcessor, device));
+    FASTLLM_CUDA_CHECK(cudaDeviceGetAttribute(&blocks, cudaDevAttrMaxBlocksPerMultiprocessor, device));
+    cache[device][1].store(threads, std::memory_order_relaxed);
+    cache[device][2].store(blocks, std::memory_order_relaxed);
+    cache[device][0].store(regs, std::memory_order_relaxed);
+  }
+  return {cache[device][0].load(std::memory_order_relaxed), cache[device][1].load(std::memory_order_relaxed),
+          cache[device][2].load(std::memory_order_relaxed)};
+}
+
+// Token rows per block when a token is narrower than kMaxWidth: the count that keeps the most
+// threads (so the most loads) resident per SM. Registers are allocated per whole warp, so a block
+// of 240 threads costs 8 warps' worth: at 95 registers (bf16, sm_90) and W = 80, 3 rows fit 2
+// blocks (480 threads) per SM but 2 rows fit 4 (640). Ties go to fewer rows (more blocks).
+int rows_per_block(int width, int rows, int regs, const SmLimits& sm) {
+  const int regs_per_warp = (regs * 32 + 255) / 256 * 256;  // 256-register allocation unit
+  int best = 1;
+  int64_t best_resident = -1;
+  for (int y = 1; y * width <= kMaxWidth && y <= rows; ++y) {
+    const int warps = (y * width + 31) / 32;
+    int blocks = sm.regs / (warps * regs_per_warp);
+    blocks = std::min(std::min(blocks, sm.threads / (warps * 32)), sm.blocks);
+    const int64_t resident = static_cast<int64_t>(blocks) * y * width;
+    if (resident > best_resident) best = y, best_resident = resident;
+  }
+  return best;
+}
+
 template <typename T, int VEC>
-void launch_vec(const RopeCudaArgs& a, cudaStream_t stream) {
+int kernel_registers(int device) {
+  constexpr int kDevices = 64;
+  static std::atomic<int> cache[kDevices];
+  const int slot = device >= 0 && device < kDevices ? device : 0;
+  int regs = cache[slot].load(std::memory_order_relaxed);
+  if (regs == 0) {
+    cudaFuncAttributes attributes{};
+    FASTLLM_CUDA_CHECK(cudaFuncGetAttributes(&attributes, rope_kernel<T, VEC>));
+    regs = attributes.numRegs > 0 ? attributes.numRegs : 128;
+    cache[slot].store(regs, std::memory_order_relaxed);
+  }
+  return regs;
+}
+
+template <typename T, int VEC>
+void launch_vec(const RopeCudaArgs& a, int device, cudaStream_t stream) {
   RopeGrid g{};
   g.pairs = static_cast<int>(a.head_dim / 2 / VEC);
   g.q_groups = groups_of(a.q.heads);
@@ -199,21 +258,23 @@ void launch_vec(const RopeCudaArgs& a, cudaStream_t stream) {
   g.width = static_cast<int>(width);
   g.rows = static_cast<int>(a.batch * a.seq_len);
   if (g.width == 0) return;  // no heads at all
-  dim3 block(kThreads, 1);
-  if (g.width <= kMaxWidth) block = dim3(g.width, g.width < kThreads ? kThreads / g.width : 1);
+  dim3 block(kThreads, 1);  // a token wider than kMaxWidth: threads loop over its lanes
+  if (g.width <= kMaxWidth) {
+    block = dim3(g.width, rows_per_block(g.width, g.rows, kernel_registers<T, VEC>(device), sm_limits(device)));
+  }
   const unsigned blocks = static_cast<unsigned>((g.rows + block.y - 1) / block.y);
   rope_kernel<T, VEC><<<blocks, block, 0, stream>>>(a, g);
   FASTLLM_CUDA_CHECK_LAUNCH("rope_kernel");
 }
 
 template <typename T>
-void launch(const RopeCudaArgs& a, cudaStream_t stream) {
+void launch(const RopeCudaArgs& a, int device, cudaStream_t stream) {
   if (a.batch * a.seq_len == 0) return;
   constexpr int kVec = 16 / sizeof(T);  // 16-byte accesses: 4 float32 or 8 16-bit values
   if (can_vectorize<T, kVec>(a)) {
-    launch_vec<T, kVec>(a, stream);
+    launch_vec<T, kVec>(a, device, stream);
   } else {
-    launch_vec<T, 1>(a, stream);
+    launch_vec<T, 1>(a, device, stream);
   }
 }
 
@@ -250,9 +311,9 @@ void rope_cuda(int dtype, const RopeCudaArgs& args, int device, uintptr_t stream
   DeviceGuard guard(device);
   auto s = reinterpret_cast<cudaStream_t>(stream);
   switch (dtype) {
-    case 0: launch<float>(args, s); break;
-    case 1: launch<__half>(args, s); break;
-    case 2: launch<__nv_bfloat16>(args, s); break;
+    case 0: launch<float>(args, device, s); break;
+    case 1: launch<__half>(args, device, s); break;
+    case 2: launch<__nv_bfloat16>(args, device, s); break;
     default: throw std::invalid_argument("rope_cuda: dtype code must be 0, 1 or 2, got " + std::to_string(dtype));
   }
 }

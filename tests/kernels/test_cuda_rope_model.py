@@ -40,18 +40,36 @@ def can_vectorize(vec, element_size, half, operands, tables):
     return all(table.data_ptr() % (4 * vec) == 0 for table in tables)
 
 
-def geometry(vec, q_heads, k_heads, half, rows):
+SM_LIMITS = [(65536, 2048, 32), (65536, 1536, 16)]  # registers, threads, blocks: sm_80/90, sm_86/89
+
+
+def rows_per_block(width, rows, regs, sm):
+    """rope.cu's rows_per_block: token rows per block keeping the most threads resident per SM."""
+    sm_regs, sm_threads, sm_blocks = sm
+    regs_per_warp = (regs * 32 + 255) // 256 * 256
+    best, best_resident = 1, -1
+    y = 1
+    while y * width <= MAX_WIDTH and y <= rows:
+        warps = (y * width + 31) // 32
+        blocks = min(sm_regs // (warps * regs_per_warp), sm_threads // (warps * 32), sm_blocks)
+        if blocks * y * width > best_resident:
+            best, best_resident = y, blocks * y * width
+        y += 1
+    return best
+
+
+def geometry(vec, q_heads, k_heads, half, rows, regs=95, sm=SM_LIMITS[0]):
     """rope.cu's launch_vec: (pairs, q_groups, width, (block.x, block.y), blocks)."""
     pairs = half // vec
     q_groups = math.ceil(q_heads / HEADS_PER_THREAD)
     width = (q_groups + math.ceil(k_heads / HEADS_PER_THREAD)) * pairs
     block = (THREADS, 1)
     if width <= MAX_WIDTH:
-        block = (width, THREADS // width if width < THREADS else 1)
+        block = (width, rows_per_block(width, rows, regs, sm))
     return pairs, q_groups, width, block, math.ceil(rows / block[1])
 
 
-def run_model(q, k, cos, sin, positions, offset, inverse, inplace):
+def run_model(q, k, cos, sin, positions, offset, inverse, inplace, regs=95, sm=SM_LIMITS[0]):
     """What the kernel computes, element by element, plus how often each element was written."""
     batch, seq_len, q_heads, head_dim = q.shape
     k_heads, half = k.shape[2], head_dim // 2
@@ -62,8 +80,9 @@ def run_model(q, k, cos, sin, positions, offset, inverse, inplace):
     if not can_vectorize(vec, element_size, half, ((q, q_out), (k, k_out)), (cos, sin)):
         vec = 1
     rows = batch * seq_len
-    pairs, q_groups, width, (block_x, block_y), blocks = geometry(vec, q_heads, k_heads, half, rows)
-    assert block_x * block_y <= max(THREADS, MAX_WIDTH) and block_x * block_y <= 1024
+    pairs, q_groups, width, (block_x, block_y), blocks = geometry(vec, q_heads, k_heads, half, rows, regs, sm)
+    assert block_x * block_y <= max(THREADS, MAX_WIDTH)  # the kernel's 128-register cap assumes <= 512
+    assert block_x * block_y * regs <= sm[0]  # at least one block fits an SM
 
     # Every (row, w) a thread visits: row = blockIdx.x * blockDim.y + threadIdx.y, and
     # w = threadIdx.x + n * blockDim.x while w < width.
@@ -118,14 +137,15 @@ def _expected_writes(out):
     return mask
 
 
-def _check(q, k, positions=None, offset=0, inverse=False, inplace=False, expect_vec=None):
+def _check(q, k, positions=None, offset=0, inverse=False, inplace=False, expect_vec=None, regs=95,
+           sm=SM_LIMITS[0]):
     head_dim = q.shape[-1]
     max_pos = max(16, q.shape[1] + offset)
     cos, sin = rope_tables(max_pos, head_dim)
     if positions is not None:
         positions = positions % max_pos
     want = rope_ref(q, k, cos, sin, positions, offset, inverse)
-    vec, stores = run_model(q, k, cos, sin, positions, offset, inverse, inplace)
+    vec, stores = run_model(q, k, cos, sin, positions, offset, inverse, inplace, regs, sm)
     if expect_vec is not None:
         assert vec == expect_vec
     for (out, result, written), w in zip(stores.values(), want):
@@ -148,12 +168,26 @@ def test_every_element_once_contiguous(seeded, shape, dtype):
 
 
 def test_geometry_covers_the_block_shapes():
-    """The shapes above reach all three block shapes: (W, rows) tiles, one wide token, a lane loop."""
+    """The shapes above reach all three block shapes: several tokens per block, one token per
+    block, a lane loop; and rows_per_block prefers the count that fills an SM with threads."""
     seen = set()
     for vec, q_heads, k_heads, half in ((8, 32, 8, 64), (8, 130, 2, 64), (8, 150, 149, 128), (4, 150, 149, 128)):
-        _, _, width, (block_x, block_y), _ = geometry(vec, q_heads, k_heads, half, rows=7)
+        _, _, width, (block_x, block_y), _ = geometry(vec, q_heads, k_heads, half, rows=64)
         seen.add("rows" if block_y > 1 else "wide" if width <= MAX_WIDTH else "loop")
     assert seen == {"rows", "wide", "loop"}
+    # (B, T, 32, 8, 128) bf16 at 95 registers: 2 tokens (160 threads, 4 blocks per SM) beat 3
+    # (240 threads cost 8 warps of registers: 2 blocks); a decode step's one token is one row.
+    assert rows_per_block(80, 10**6, 95, SM_LIMITS[0]) == 2
+    assert rows_per_block(80, 1, 95, SM_LIMITS[0]) == 1
+
+
+@pytest.mark.parametrize("regs, sm", [(40, SM_LIMITS[0]), (128, SM_LIMITS[0]), (72, SM_LIMITS[1])])
+def test_every_element_once_for_other_register_counts(seeded, regs, sm):
+    """Whatever rows per block the launcher picks, the mapping covers each element once."""
+    q, k = torch.randn(3, 7, 32, 64), torch.randn(3, 7, 8, 64)
+    _check(q, k, offset=1, expect_vec=4, regs=regs, sm=sm)
+    q, k = torch.randn(5, 9, 3, 16).half(), torch.randn(5, 9, 1, 16).half()
+    _check(q, k, offset=1, expect_vec=8, regs=regs, sm=sm)
 
 
 @pytest.mark.parametrize("inplace", [False, True])
