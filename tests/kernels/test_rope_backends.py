@@ -297,3 +297,15 @@ def test_gpu_head_offsets_beyond_int32(backend):
     torch.testing.assert_close((q, k), want)
     del storage
     torch.cuda.empty_cache()
+
+
+@pytest.mark.parametrize("tile_bytes, max_heads", [(256, 1), (1024, 2), (4096, 4), (32768, 16)])
+def test_triton_other_tile_configurations_in_the_interpreter(seeded, monkeypatch, tile_bytes, max_heads):
+    """The knobs bench/tune_rope.py sweeps on a GPU: every tile shape must stay exact."""
+    pytest.importorskip("triton")
+    from fastllm.kernels.rope import triton as rope_triton_module
+
+    monkeypatch.setattr(rope_triton_module, "TILE_BYTES", tile_bytes)
+    monkeypatch.setattr(rope_triton_module, "MAX_TILE_HEADS", max_heads)
+    for shape, positions_kind in (((2, 7, 5, 3, 16), "batch"), ((1, 9, 8, 1, 64), "offset")):
+        _check("triton", shape, torch.float32, positions_kind, inverse=positions_kind == "batch", exact=True)

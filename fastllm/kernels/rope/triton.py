@@ -28,7 +28,11 @@ import triton.language as tl
 
 from fastllm.kernels.checks import check_one_device, fail, on_device
 
-TILE_BYTES = 8192  # per half of a tile: x1 and x2 each
+# Tile configuration (bench/tune_rope.py sweeps these on a GPU): bytes per half of a tile (x1 and
+# x2 each), the most heads a tile spans, warps per program.
+TILE_BYTES = 8192
+MAX_TILE_HEADS = 8
+NUM_WARPS = 4
 
 
 @triton.jit
@@ -98,9 +102,10 @@ def _rope_kernel(q_ptr, k_ptr, q_out_ptr, k_out_ptr, cos_ptr, sin_ptr, pos_ptr,
 
 
 def tile_shape(rows: int, q_heads: int, k_heads: int, half: int, element_size: int) -> tuple[int, int, int]:
-    """(BLOCK_T, BLOCK_H, BLOCK_D): up to 8 heads wide, then as many tokens as fill TILE_BYTES."""
+    """(BLOCK_T, BLOCK_H, BLOCK_D): up to MAX_TILE_HEADS heads wide, then as many tokens as fill
+    TILE_BYTES."""
     block_d = triton.next_power_of_2(half)
-    block_h = min(8, triton.next_power_of_2(max(q_heads, k_heads, 1)))
+    block_h = min(MAX_TILE_HEADS, triton.next_power_of_2(max(q_heads, k_heads, 1)))
     block_t = max(1, TILE_BYTES // element_size // (block_h * block_d))
     return min(block_t, triton.next_power_of_2(max(rows, 1))), block_h, block_d
 
@@ -133,5 +138,5 @@ def rope_triton(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.
             q, k, q_out, k_out, cos, sin, pos, rows, seq_len, offset, q_heads, k_heads,
             *q.stride()[:3], *k.stride()[:3], pos_sb, pos_st,
             HAS_POSITIONS=positions is not None, INVERSE=inverse, INPLACE=inplace, HALF=half,
-            BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_D=block_d, num_warps=4)
+            BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_D=block_d, num_warps=NUM_WARPS)
     return q_out, k_out
