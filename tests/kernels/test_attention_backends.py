@@ -476,3 +476,53 @@ def test_gpu_cuda_forward_any_scale(seeded, scale):
         lowp, _ = attention_ref(q, k, v, causal=causal, scale=scale, upcast=False)
         assert_within_flash_tolerance(f"cuda scale={scale} causal={causal}", out, want32, lowp, 1e-3)
         torch.testing.assert_close(lse, want_lse, rtol=1e-3, atol=1e-3)
+
+
+# ---- T == 1: the split-KV decoding kernel (csrc/cuda/attention_decode.cu) ------------------------
+
+# (B, H, Hkv, S): partial 16-key tiles and 64-key block steps, S = 1 and S below one split, GQA
+# groups 1, 4, 8, 12 and 16 (chunks of 8 heads, the last one short), several splits.
+DECODE_SHAPES = [(1, 4, 1, 300), (2, 8, 2, 77), (3, 12, 3, 1000), (1, 16, 1, 4097), (2, 2, 2, 1),
+                 (1, 32, 8, 8193), (3, 8, 8, 33)]
+
+
+def _check_decode(q, k, v, label):
+    out, lse = torch.ops.fastllm.attention(q, k, v, True, q.shape[-1] ** -0.5, "cuda")
+    want32, want_lse = attention_ref(q.float(), k.float(), v.float(), causal=True)
+    lowp, _ = attention_ref(q, k, v, causal=True, upcast=False)
+    assert_within_flash_tolerance(f"decode {label}", out, want32, lowp, eps=1e-3)
+    torch.testing.assert_close(lse, want_lse, rtol=1e-3, atol=1e-3, msg=f"decode lse {label}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("shape", DECODE_SHAPES)
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gpu_decode_kernel_odd_lengths_and_groups(seeded, shape, head_dim, dtype):
+    batch, heads, kv_heads, seq_k = shape
+    q, k, v = _qkv((batch, heads, kv_heads, 1, seq_k, head_dim), dtype, device="cuda")
+    _check_decode(q, k, v, f"{shape} D={head_dim} {dtype}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("seq_k, plan", [(130, (3, 64)), (257, (5, 64)), (77, (2, 64)), (1000, (2, 512))])
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_gpu_decode_kernel_short_last_splits(seeded, monkeypatch, seq_k, plan, head_dim):
+    """Splits forced small: a last split of 1-13 keys leaves warps without a tile (they weigh 0)."""
+    from fastllm.kernels.attention import cuda as cuda_launcher
+
+    monkeypatch.setattr(cuda_launcher, "decode_splits", lambda *args: plan)
+    q, k, v = _qkv((2, 12, 3, 1, seq_k, head_dim), torch.bfloat16, device="cuda")
+    _check_decode(q, k, v, f"S={seq_k} plan={plan} D={head_dim}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_gpu_decode_kernel_reads_a_slice_of_a_longer_cache(seeded, head_dim):
+    """A KV cache is a prefix of a preallocated buffer: row strides span the whole buffer."""
+    q = torch.randn(2, 8, 1, head_dim, device="cuda").to(torch.float16)
+    k = torch.randn(2, 2, 600, head_dim, device="cuda").to(torch.float16)[:, :, :333]
+    v = torch.randn(2, 2, 600, head_dim, device="cuda").to(torch.float16)[:, :, :333]
+    q_view = torch.randn(2, 1, 8, head_dim, device="cuda").to(torch.float16).transpose(1, 2)  # (B, H, 1, D) strided
+    _check_decode(q, k, v, f"slice D={head_dim}")
+    _check_decode(q_view, k, v, f"slice, strided q D={head_dim}")

@@ -8,6 +8,7 @@ Backward: the Triton FlashAttention-2 backward (triton_bwd.py); it reads the sam
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -18,8 +19,15 @@ from fastllm.utils.errors import BackendUnavailableError
 
 HEAD_DIMS = (64, 128)
 DTYPE_CODES = {torch.float16: 1, torch.bfloat16: 2}
-MIN_KEYS_PER_SPLIT = 64
-BLOCKS_PER_SM = 4  # decode: enough blocks in flight to keep the memory system busy
+# Decoding (csrc/cuda/attention_decode.cu). A split-kernel block serves one kv head and up to
+# DECODE_GROUP of its query heads and takes BLOCK_KEYS keys per step (4 warps x 16); its
+# __launch_bounds__ guarantee BLOCKS_PER_SM blocks per multiprocessor (kMinBlocks there).
+DECODE_GROUP = 8
+BLOCK_KEYS = 64
+BLOCKS_PER_SM = 3
+MIN_KEYS_PER_SPLIT = 256  # a split's partial (<= 8 x D floats) stays small next to its K and V
+MAX_SPLITS = 1024
+WAVE_EFFICIENCY = 0.95  # fewest splits whose last wave of blocks is nearly as full as the best
 
 
 def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str | None:
@@ -44,16 +52,33 @@ def _strides(t: torch.Tensor) -> list[int]:
 
 def decode_splits(batch: int, kv_heads: int, group: int, seq_k: int, device: torch.device) -> tuple[int, int]:
     """(n_splits, keys_per_split) so the grid fills the GPU and no split is empty."""
-    return split_plan(batch, kv_heads, group, seq_k, torch.cuda.get_device_properties(device).multi_processor_count)
+    return split_plan(batch, kv_heads, group, seq_k, _multiprocessors(device))
 
 
+@functools.cache
+def _multiprocessors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+@functools.lru_cache(maxsize=4096)
 def split_plan(batch: int, kv_heads: int, group: int, seq_k: int, sms: int) -> tuple[int, int]:
-    """decode_splits for a GPU with `sms` multiprocessors: the split kernel's grid is
-    (n_splits, batch * kv_heads * cdiv(group, 8)); the last split holds at least one key."""
-    blocks = batch * kv_heads * math.ceil(group / 8)
-    wanted = max(1, math.ceil(BLOCKS_PER_SM * sms / blocks))
-    n_splits = max(1, min(wanted, math.ceil(seq_k / MIN_KEYS_PER_SPLIT)))
-    keys_per_split = math.ceil(seq_k / n_splits)
+    """decode_splits for a GPU with `sms` multiprocessors. The split kernel's grid is
+    (n_splits, batch * kv_heads * cdiv(group, 8)) and BLOCKS_PER_SM * sms blocks run at once; a
+    grid of w waves of those runs about as long as ceil(w) full ones, so n_splits is the fewest
+    (each >= MIN_KEYS_PER_SPLIT keys) whose w / ceil(w) is within WAVE_EFFICIENCY of the best.
+    keys_per_split is a multiple of BLOCK_KEYS (whole steps for every warp but in the last split),
+    and the last split holds at least one key."""
+    blocks = batch * kv_heads * math.ceil(group / DECODE_GROUP)
+    slots = BLOCKS_PER_SM * sms
+    most = max(1, min(MAX_SPLITS, seq_k // MIN_KEYS_PER_SPLIT))
+
+    def efficiency(n: int) -> float:
+        waves = blocks * n / slots
+        return waves / math.ceil(waves)
+
+    best = max(efficiency(n) for n in range(1, most + 1))
+    n_splits = next(n for n in range(1, most + 1) if efficiency(n) >= WAVE_EFFICIENCY * best)
+    keys_per_split = math.ceil(math.ceil(seq_k / n_splits) / BLOCK_KEYS) * BLOCK_KEYS
     return math.ceil(seq_k / keys_per_split), keys_per_split
 
 
@@ -73,10 +98,12 @@ def attention_cuda_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ca
         stream = torch.cuda.current_stream(q.device).cuda_stream
         if seq_q == 1:
             n_splits, per_split = decode_splits(batch, kv_heads, heads // kv_heads, seq_k, q.device)
-            partial_out = torch.empty((n_splits, batch * heads, head_dim), dtype=torch.float32, device=q.device)
-            partial = torch.empty((2, n_splits, batch * heads), dtype=torch.float32, device=q.device)
-            module.decode(*common, seq_k, head_dim, scale, partial_out.data_ptr(), partial[0].data_ptr(),
-                          partial[1].data_ptr(), n_splits, per_split, stream)
+            # one workspace: partial_out (n_splits, B*H, D), then partial_max and partial_sum (n_splits, B*H)
+            rows = n_splits * batch * heads
+            work = torch.empty(rows * (head_dim + 2), dtype=torch.float32, device=q.device)
+            base, size = work.data_ptr(), work.element_size()
+            module.decode(*common, seq_k, head_dim, scale, base, base + rows * head_dim * size,
+                          base + rows * (head_dim + 1) * size, n_splits, per_split, stream)
         else:
             module.forward(*common, seq_q, seq_k, head_dim, scale, causal, stream)
     return out, lse
