@@ -117,10 +117,11 @@ struct RopeGrid {
 
 template <typename T, int VEC>
 __global__ void FASTLLM_ROPE_REGS rope_kernel(const RopeCudaArgs a, const RopeGrid g) {
-  const int row = blockIdx.x * blockDim.y + threadIdx.y;
-  if (row >= g.rows) return;
+  // Unsigned: rows < 2^31, but the last block's padding rows may pass 2^31 - 1.
+  const unsigned row = blockIdx.x * blockDim.y + threadIdx.y;
+  if (row >= static_cast<unsigned>(g.rows)) return;
   const unsigned seq_len = static_cast<unsigned>(a.seq_len);
-  const int64_t b = static_cast<unsigned>(row) / seq_len, t = static_cast<unsigned>(row) % seq_len;
+  const int64_t b = row / seq_len, t = row % seq_len;
   const int64_t p = a.positions ? a.positions[b * a.pos_strides[0] + t * a.pos_strides[1]] : a.offset + t;
   const int half = static_cast<int>(a.head_dim / 2);
   const float* cos_row = a.cos + p * half;
