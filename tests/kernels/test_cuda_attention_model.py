@@ -16,8 +16,7 @@ No GPU runs these kernels in CI, so what can be checked without one is checked h
   no hidden key, the per-lane 32-bit mask of the others is the reference mask, blocks the kernel
   skips hold no visible key, and no row max is -inf after a block.
 - Tile copies. Each thread's cp.async rows and columns cover a K/V tile exactly once.
-- Decoding. split_plan never makes an empty split, and the split kernel's per-team partials merged
-  as the kernel merges them (teams with no key weigh 0), then combined, match attention_ref.
+The decoding kernel's models are in test_cuda_decode_model.py.
 
 These models check the kernels' design and index expressions, not the compiled code: a change to
 an expression in the .cu files needs the matching change here (constants are read from source).
@@ -30,7 +29,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastllm.kernels.attention.cuda import split_plan
 from fastllm.kernels.attention.ref import attention_ref, causal_mask, expand_kv
 
 CUDA_DIR = Path(__file__).resolve().parents[2] / "csrc" / "cuda"
@@ -46,8 +44,6 @@ BLOCK_M = _constant("attention.cu", r"constexpr int kBlockM = (\d+);")
 BLOCK_N = _constant("attention.cu", r"constexpr int kBlockN = (\d+);")
 FWD_THREADS = _constant("attention.cu", r"constexpr int kThreads = (\d+);")
 PITCH_PAD = _constant("attention.cu", r"constexpr int kPitch = D \+ (\d+);")
-DEC_THREADS = _constant("attention_decode.cu", r"constexpr int kThreads = (\d+);")
-DEC_GROUP = _constant("attention_decode.cu", r"constexpr int kMaxGroup = (\d+);")
 
 
 # ---- the PTX ISA's tables (mma.m16n8k16 .f16/.bf16 inputs, .f32 accumulators; ldmatrix) -----
@@ -390,79 +386,3 @@ def test_forward_folds_any_scale_into_the_exponent(seeded, scale):
         want, want_lse = reference64(q, k, v, causal, scale)
         torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(lse, want_lse, rtol=1e-12, atol=1e-12)
-
-
-# ---- decoding ----------------------------------------------------------------------------------
-
-def test_split_plan_never_leaves_a_split_empty():
-    for batch in (1, 3, 64):
-        for kv_heads, group in ((1, 1), (2, 4), (8, 4), (1, 32), (3, 12)):
-            for seq_k in (1, 2, 63, 64, 65, 77, 1000, 4097, 32768):
-                for sms in (1, 108, 132):
-                    n_splits, per_split = split_plan(batch, kv_heads, group, seq_k, sms)
-                    assert n_splits >= 1 and per_split >= 1
-                    assert n_splits * per_split >= seq_k  # every key in some split
-                    assert (n_splits - 1) * per_split < seq_k  # attention_decode_cuda's condition
-
-
-def decode_model(q, k, v, scale, n_splits, per_split):
-    """attention_decode_split_kernel + combine in float64: teams of D/8 threads take keys
-    begin + team, begin + team + n_teams, ...; a block merges its teams, the combine its splits."""
-    batch, heads, _, dim = q.shape
-    seq_k = k.shape[2]
-    teams = DEC_THREADS // (dim // 8)
-    kx, vx = expand_kv(k, heads), expand_kv(v, heads)
-    scale_log2 = scale * math.log2(math.e)
-    s_all = (q @ kx.transpose(-1, -2))[:, :, 0] * scale_log2  # (B, H, S)
-    part_max, part_sum, part_out = [], [], []
-    for split in range(n_splits):
-        begin, end = split * per_split, min(seq_k, (split + 1) * per_split)
-        t_max, t_sum, t_acc = [], [], []
-        for team in range(teams):
-            keys = torch.tensor(range(begin + team, end, teams), dtype=torch.long)
-            if len(keys) == 0:  # a team past the chunk keeps m = -inf, l = 0, acc = 0
-                t_max.append(torch.full((batch, heads), -math.inf, dtype=q.dtype))
-                t_sum.append(torch.zeros(batch, heads, dtype=q.dtype))
-                t_acc.append(torch.zeros(batch, heads, dim, dtype=q.dtype))
-                continue
-            s = s_all[:, :, keys]
-            m = s.amax(-1)
-            p = torch.exp2(s - m[..., None])
-            t_max.append(m)
-            t_sum.append(p.sum(-1))
-            t_acc.append(torch.einsum("bhk,bhkd->bhd", p, vx[:, :, keys]))
-        t_max, t_sum, t_acc = torch.stack(t_max), torch.stack(t_sum), torch.stack(t_acc)
-        block_max = t_max.amax(0)
-        weight = torch.where(t_max == -math.inf, 0.0, torch.exp2(t_max - block_max))
-        part_max.append(block_max)
-        part_sum.append((t_sum * weight).sum(0))
-        part_out.append((t_acc * weight[..., None]).sum(0))
-    part_max, part_sum, part_out = torch.stack(part_max), torch.stack(part_sum), torch.stack(part_out)
-    assert torch.isfinite(part_max).all()  # no split without a key
-    global_max = part_max.amax(0)
-    w = torch.exp2(part_max - global_max)
-    total = (part_sum * w).sum(0)
-    out = (part_out * w[..., None]).sum(0) / total[..., None]
-    lse = (global_max + torch.log2(total)) * math.log(2)
-    return out[:, :, None], lse[:, :, None]
-
-
-@pytest.mark.parametrize("shape, sms", [((1, 16, 1, 4097, 64), 132), ((2, 32, 8, 300, 128), 132),
-                                        ((3, 12, 3, 77, 128), 108), ((1, 2, 2, 1, 64), 132),
-                                        ((1, 20, 2, 130, 64), 1)])
-def test_decode_splits_and_combine_match_reference(seeded, shape, sms):
-    batch, heads, kv_heads, seq_k, dim = shape
-    group = heads // kv_heads
-    chunks = -(-group // DEC_GROUP)
-    q = torch.randn(batch, heads, 1, dim, dtype=torch.float64)
-    k = torch.randn(batch, kv_heads, seq_k, dim, dtype=torch.float64)
-    v = torch.randn(batch, kv_heads, seq_k, dim, dtype=torch.float64)
-    n_splits, per_split = split_plan(batch, kv_heads, group, seq_k, sms)
-    # every query head is served by exactly one (kv head, chunk) block: heads kv*G + c*8 + i
-    served = sorted(kv * group + c * DEC_GROUP + i for kv in range(kv_heads) for c in range(chunks)
-                    for i in range(min(DEC_GROUP, group - c * DEC_GROUP)))
-    assert served == list(range(heads))
-    out, lse = decode_model(q, k, v, dim ** -0.5, n_splits, per_split)
-    want, want_lse = reference64(q, k, v, True, dim ** -0.5)
-    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(lse, want_lse, rtol=1e-12, atol=1e-12)
