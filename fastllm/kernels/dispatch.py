@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable
 
 import torch
+from torch._C._functorch import is_functorch_wrapped_tensor
 
 from fastllm import _ext
 from fastllm.utils.errors import BackendUnavailableError
@@ -147,16 +148,19 @@ def implementation_of(op: str, backend: str) -> Callable:
 
 def direct_call_allowed(*tensors: torch.Tensor | None) -> bool:
     """Whether an op's public function may run its implementation directly, skipping
-    torch.library's custom-op and autograd wrappers (20-30 us of host time a call, which is the
-    whole cost of a decoding step's tiny kernels): only in eager mode, on plain tensors of a real
-    device, with no gradient to record. torch.compile, fake/meta tensors and autograd take the
-    registered op; both routes run the same checks and the same backend choice."""
-    if torch.compiler.is_compiling():
+    torch.library's custom-op and autograd wrappers (15-30 us of host time a call, as much as a
+    whole decoding-step kernel: bench/bench_call_overhead.py): only when the registered op would
+    just run its body: eager mode, plain tensors of a real device, no gradient to record, no
+    dispatch or function mode (FlopCounter, DebugMode, functionalization) and no functorch
+    transform (vmap, grad). Both routes run the same checks and the same backend choice."""
+    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() \
+            or torch._C._is_torch_function_mode_enabled():
         return False
     grad = torch.is_grad_enabled()
     for t in tensors:
         if t is None:
             continue
-        if type(t) is not torch.Tensor or t.device.type == "meta" or (grad and t.requires_grad):
+        if type(t) is not torch.Tensor or t.device.type == "meta" or (grad and t.requires_grad) \
+                or is_functorch_wrapped_tensor(t):
             return False
     return True

@@ -4,7 +4,7 @@ checked by opcheck, and bad input fails with one line naming the argument."""
 import pytest
 import torch
 
-from fastllm.kernels import rope, rope_tables
+from fastllm.kernels import dispatch, rope, rope_tables
 from fastllm.kernels.rope.ref import rope_ref
 from fastllm.utils.errors import KernelInputError
 
@@ -211,11 +211,9 @@ def _count_rope_dispatches(fn) -> int:
 def test_plain_calls_skip_the_dispatcher_and_match_it(seeded):
     """rope() runs the op body itself for plain tensors without autograd (a decode step's host
     cost); the result, the in-place writes and the version bump equal the dispatched op's."""
-    from fastllm.kernels.rope import op
-
     q, k = torch.randn(2, 3, 4, 16), torch.randn(2, 3, 2, 16)
     cos, sin = rope_tables(8, 16)
-    assert op._runs_unchanged_without_dispatch(q, k, cos, sin)
+    assert dispatch.direct_call_allowed(q, k, cos, sin)
     torch.testing.assert_close(rope(q, k, cos, sin, offset=2),
                                torch.ops.fastllm.rope(q, k, cos, sin, None, 2, False, None), rtol=0, atol=0)
     want = rope_ref(q, k, cos, sin, offset=2)
@@ -231,22 +229,20 @@ def test_plain_calls_skip_the_dispatcher_and_match_it(seeded):
 
 
 def test_modes_autograd_and_meta_tensors_go_through_the_dispatcher(seeded):
-    from fastllm.kernels.rope import op
-
     q, k = torch.randn(1, 2, 2, 8), torch.randn(1, 2, 1, 8)
     cos, sin = rope_tables(4, 8)
     assert _count_rope_dispatches(lambda: rope(q, k, cos, sin)) == 1
     assert _count_rope_dispatches(lambda: rope(q.clone(), k.clone(), cos, sin, inplace=True)) == 1
-    assert not op._runs_unchanged_without_dispatch(q.requires_grad_(), k, cos, sin)
+    assert not dispatch.direct_call_allowed(q.requires_grad_(), k, cos, sin)
     with torch.no_grad():
-        assert op._runs_unchanged_without_dispatch(q, k, cos, sin)
+        assert dispatch.direct_call_allowed(q, k, cos, sin)
     q.requires_grad_(False)
     meta = [t.to("meta") for t in (q, k, cos, sin)]
-    assert not op._runs_unchanged_without_dispatch(*meta)
+    assert not dispatch.direct_call_allowed(*meta)
     assert rope(*meta)[0].shape == q.shape  # the fake kernel answers
 
     def direct_under_vmap(x):
-        seen.append(op._runs_unchanged_without_dispatch(x, x, cos, sin))
+        seen.append(dispatch.direct_call_allowed(x, x, cos, sin))
         return x
 
     seen = []

@@ -16,14 +16,13 @@ backward is the same op with `inverse` flipped (and is itself differentiable). T
 is for inference (KV-cache decoding) and refuses tensors that require grad.
 
 `rope()` runs the op body itself, skipping the dispatcher, when that changes nothing (plain
-tensors, no autograd, no tracing, no modes: see _runs_unchanged_without_dispatch); it bumps the
+tensors, no autograd, no tracing, no modes: see dispatch.direct_call_allowed); it bumps the
 version counters of an in-place call's q and k as the dispatcher would.
 """
 
 from __future__ import annotations
 
 import torch
-from torch._C._functorch import is_functorch_wrapped_tensor
 from torch.autograd.graph import increment_version
 
 from fastllm.kernels import checks, dispatch
@@ -118,7 +117,7 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     returned (not differentiable). `backend` forces cuda | triton | cpp | ref.
     """
     _check_types(q, k, cos, sin, positions, offset)
-    direct = _runs_unchanged_without_dispatch(q, k, cos, sin)
+    direct = dispatch.direct_call_allowed(q, k, cos, sin)
     if inplace:
         if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
             fail(OP, "inplace=True is not differentiable and q or k requires grad; use inplace=False")
@@ -131,19 +130,6 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     if direct:
         return _rope_body(q, k, cos, sin, positions, offset, False, backend)
     return torch.ops.fastllm.rope(q, k, cos, sin, positions, offset, False, backend)
-
-
-def _runs_unchanged_without_dispatch(q, k, cos, sin) -> bool:
-    """True when torch.ops.fastllm.rope would only run the op body: dispatch.direct_call_allowed
-    (eager, plain tensors on a real device, nothing for autograd to record), and no dispatch or
-    function mode (FlopCounter, DebugMode, functionalization) or functorch transform (vmap, grad)
-    that the op's registration would have answered. Then `rope()` calls the body itself: the
-    dispatcher's Python round trip for a custom op costs ~15 us per call, as much as a whole
-    decode-step kernel launch (bench/bench_call_overhead.py)."""
-    return (dispatch.direct_call_allowed(q, k, cos, sin)
-            and not torch._C._len_torch_dispatch_stack()
-            and not torch._C._is_torch_function_mode_enabled()
-            and not is_functorch_wrapped_tensor(q) and not is_functorch_wrapped_tensor(k))
 
 
 def _check_types(q, k, cos, sin, positions, offset) -> None:
