@@ -49,6 +49,42 @@ def time_gpu(fn: Callable[[], object]) -> float:
     return start.elapsed_time(end) / 1e3
 
 
+def gpu_calls_timer(calls: int) -> Callable[[Callable[[], object]], float]:
+    """A timer for `interleaved`: seconds per call of `calls` back-to-back calls on the current
+    CUDA stream, as a model's layers issue them (the host prepares call n+1 while the GPU runs
+    call n). Host overhead counts only where it exceeds the kernel's time (a decode step); one
+    call between two events would add the whole host path to the kernel, the GPU idle meanwhile."""
+    import torch
+
+    def timer(fn: Callable[[], object]) -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / calls
+
+    return timer
+
+
+def graphed(fn: Callable[[], object], calls: int) -> Callable[[], None]:
+    """`calls` calls of `fn` captured in a CUDA graph; calling the result replays them (device
+    time alone: no host work between kernels). Warmed up (Triton compiles) outside the capture."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    return graph.replay
+
+
 def median_seconds(fn: Callable[[], object], repeats: int, timer=time_cpu) -> float:
     """Median of `repeats` back-to-back timed calls of `fn`."""
     return statistics.median(timer(fn) for _ in range(repeats))

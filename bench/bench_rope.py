@@ -24,7 +24,7 @@ import argparse
 import datetime
 
 import torch
-from _common import cpu_name, interleaved, time_cpu, time_gpu
+from _common import cpu_name, gpu_calls_timer, graphed, interleaved, time_cpu, time_gpu
 
 from fastllm.kernels import cpu_isa, rope, rope_tables
 
@@ -84,31 +84,6 @@ def gpu_candidates(backend, q, k, cos, sin, cos_full, sin_full) -> dict:
 GPU_CALLS = 20  # calls per GPU sample
 
 
-def _gpu_calls_timer(fn) -> float:
-    """Seconds per call of GPU_CALLS back-to-back calls of `fn` on the current stream."""
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(GPU_CALLS):
-        fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1e3 / GPU_CALLS
-
-
-def _graphed(fn):
-    """GPU_CALLS calls of `fn` captured in a CUDA graph; calling the result replays them."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up (Triton compiles) outside the capture
-        fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(GPU_CALLS):
-            fn()
-    return graph.replay
-
-
 def run_cpu(repeats: int, shapes) -> None:
     print(f"\n== CPU: {cpu_name()}, {torch.get_num_threads()} threads, ISA path {cpu_isa()}")
     print(f"{'shape (B,T,Hq,Hk,D)':>22} {'dtype':>9} {'eager ms':>9} {'ours ms':>9} {'inplace ms':>10} "
@@ -135,8 +110,8 @@ def run_gpu(repeats: int) -> None:
         nbytes = _bytes(shape, torch.bfloat16)
         for backend in backends:
             candidates = gpu_candidates(backend, *inputs)
-            host = interleaved(candidates, repeats, _gpu_calls_timer)
-            graphs = {name: _graphed(fn) for name, fn in candidates.items()}
+            host = interleaved(candidates, repeats, gpu_calls_timer(GPU_CALLS))
+            graphs = {name: graphed(fn, GPU_CALLS) for name, fn in candidates.items()}
             dev = {name: t / GPU_CALLS for name, t in interleaved(graphs, repeats, time_gpu).items()}
             print(f"{str(shape):>22} {backend:>8} {host['eager'] * 1e3:9.3f} {host['ours'] * 1e3:9.3f} "
                   f"{host['inplace'] * 1e3:10.3f} {host['eager'] / host['ours']:6.2f} {dev['eager'] * 1e3:12.4f} "

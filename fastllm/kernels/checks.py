@@ -68,8 +68,14 @@ def check_one_device(op: str, **tensors: torch.Tensor | None) -> torch.device:
 
 def on_device(device: torch.device):
     """Makes `device` the current CUDA device for a launch (Triton launches on the current
-    device and stream, not the tensors'); a no-op context for CPU tensors (the interpreter).
-    Cheap when the device is already current."""
-    if device.type == "cuda":
+    device and stream, not the tensors'); a no-op context for CPU tensors (the interpreter) and
+    when the device is already current (the usual case: no device switch on the host path)."""
+    if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
         return torch.cuda.device(device)
     return contextlib.nullcontext()
+
+
+# The raw cudaStream_t of a device's current stream (an int), without building a Stream object;
+# torch's CPU builds lack the fast accessor.
+raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
+    lambda index: torch.cuda.current_stream(index).cuda_stream)

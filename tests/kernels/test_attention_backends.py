@@ -182,6 +182,25 @@ def test_unsupported_head_dim_errors_when_forced_and_falls_back_when_automatic()
     assert choose_backend(*fake[256], None) == "ref"
 
 
+def test_automatic_choice_on_a_gpu_decodes_with_cuda_and_prefills_with_triton(monkeypatch):
+    """With both compiled backends usable, T == 1 goes to the CUDA split-KV kernel and longer
+    query blocks to Triton (the faster forward on Hopper); a forced backend is left alone."""
+    from fastllm.kernels.attention import op
+
+    monkeypatch.setattr(dispatch, "pick", lambda name, device, backend=None: backend or "cuda")
+    monkeypatch.setattr(op, "_triton_takes", lambda q, k, v: True)
+    monkeypatch.setattr(op, "_unsupported", lambda name, q, k, v: None)
+    prefill, decode = _qkv((1, 2, 1, 5, 5, 64), torch.float16), _qkv((1, 2, 1, 1, 5, 64), torch.float16)
+    assert choose_backend(*prefill, None) == "triton"
+    assert choose_backend(*decode, None) == "cuda"
+    assert choose_backend(*prefill, "cuda") == "cuda"
+    monkeypatch.setenv("FASTLLM_BACKEND", "attention=cuda")
+    assert choose_backend(*prefill, None) == "cuda"
+    monkeypatch.setattr(op, "_triton_takes", lambda q, k, v: False)  # e.g. triton not installed
+    monkeypatch.delenv("FASTLLM_BACKEND")
+    assert choose_backend(*prefill, None) == "cuda"
+
+
 def test_bfloat16_is_refused_by_the_interpreter_not_rerouted():
     q, k, v = _qkv((1, 2, 1, 3, 3, 32), torch.bfloat16)
     with pytest.raises(KernelInputError, match="bfloat16 is not supported in Triton's CPU interpreter"):
@@ -307,7 +326,10 @@ def test_launch_context_makes_the_tensors_device_current(monkeypatch):
         return contextlib.nullcontext()
 
     monkeypatch.setattr(torch.cuda, "device", device)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     with checks.on_device(torch.device("cuda", 1)):
+        pass
+    with checks.on_device(torch.device("cuda", 0)):  # already current: no switch on the host path
         pass
     with checks.on_device(torch.device("cpu")):  # the interpreter: nothing to switch
         pass

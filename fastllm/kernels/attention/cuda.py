@@ -14,7 +14,7 @@ import math
 import torch
 
 from fastllm import _ext
-from fastllm.kernels.checks import check_one_device
+from fastllm.kernels.checks import check_one_device, on_device, raw_stream
 from fastllm.utils.errors import BackendUnavailableError
 
 HEAD_DIMS = (64, 128)
@@ -36,7 +36,7 @@ def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str
         return f"the cuda kernels take float16 or bfloat16, got {q.dtype} (the triton backend takes float32)"
     if q.shape[-1] not in HEAD_DIMS:
         return f"q has head dim {q.shape[-1]}, which the cuda kernels do not take (supported: {HEAD_DIMS})"
-    if torch.cuda.get_device_capability(q.device) < (8, 0):
+    if _capability(q.device) < (8, 0):
         return "the cuda kernels need tensor cores of compute capability 8.0 or newer"
     if q.shape[0] * q.shape[1] > 65535:
         return f"batch * heads = {q.shape[0] * q.shape[1]} exceeds 65535"
@@ -44,6 +44,11 @@ def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str
         if any(s % 8 for s in t.stride()[:3]) or t.data_ptr() % 16:
             return f"{name}'s strides {t.stride()} or address are not 16-byte aligned; call .contiguous()"
     return None
+
+
+@functools.cache
+def _capability(device: torch.device) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(device)
 
 
 def _strides(t: torch.Tensor) -> list[int]:
@@ -84,7 +89,7 @@ def split_plan(batch: int, kv_heads: int, group: int, seq_k: int, sms: int) -> t
 
 def attention_cuda_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                            scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    check_one_device("attention", q=q, k=k, v=v)
+    device = check_one_device("attention", q=q, k=k, v=v)
     batch, heads, seq_q, head_dim = q.shape
     kv_heads, seq_k = k.shape[1], k.shape[2]
     out = torch.empty((batch, heads, seq_q, head_dim), dtype=q.dtype, device=q.device)
@@ -94,8 +99,8 @@ def attention_cuda_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ca
     module = _ext.cuda().attention
     common = (DTYPE_CODES[q.dtype], q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), lse.data_ptr(),
               _strides(q), _strides(k), _strides(v), _strides(out), batch, heads, kv_heads)
-    with torch.cuda.device(q.device):
-        stream = torch.cuda.current_stream(q.device).cuda_stream
+    with on_device(device):
+        stream = raw_stream(device.index)
         if seq_q == 1:
             n_splits, per_split = decode_splits(batch, kv_heads, heads // kv_heads, seq_k, q.device)
             # one workspace: partial_out (n_splits, B*H, D), then partial_max and partial_sum (n_splits, B*H)

@@ -32,17 +32,28 @@ _LIMITED_BACKENDS = {"triton": "fastllm.kernels.attention.triton", "cuda": "fast
 
 def choose_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str | None) -> str:
     """The backend for this call: dispatch.pick, then a shape/dtype check. A forced backend that
-    cannot take the call is an error; an automatic choice moves down cuda -> triton -> ref."""
+    cannot take the call is an error; an automatic choice moves down cuda -> triton -> ref.
+
+    Automatic choice on a GPU with both compiled backends: the CUDA module's split-KV kernel for
+    decoding (T == 1), the Triton kernel for more queries (prefill, training): on Hopper Triton's
+    dots become wgmma and its forward ran 1.27-1.47x SDPA flash at 2K-16K tokens where the CUDA
+    mma.sync forward ran 0.77-0.80x (H200, bench/RESULTS.md); the backward is Triton's either way."""
+    forced = bool(backend or dispatch.forced_backend(OP))
     name = dispatch.pick(OP, q.device, backend)
+    if not forced and name == "cuda" and q.shape[2] > 1 and _triton_takes(q, k, v):
+        return "triton"
     reason = _unsupported(name, q, k, v)
     if reason is None:
         return name
-    if backend or dispatch.forced_backend(OP):
+    if forced:
         fail(OP, f"backend {name} cannot run this call: {reason}")
-    if name == "cuda" and dispatch.unavailable_reason(OP, "triton", q.device) is None \
-            and _unsupported("triton", q, k, v) is None:
+    if name == "cuda" and _triton_takes(q, k, v):
         return "triton"
     return "ref"
+
+
+def _triton_takes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    return dispatch.unavailable_reason(OP, "triton", q.device) is None and _unsupported("triton", q, k, v) is None
 
 
 def _unsupported(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str | None:

@@ -11,12 +11,8 @@ from __future__ import annotations
 import torch
 
 from fastllm import _ext
-from fastllm.kernels.checks import check_one_device
+from fastllm.kernels.checks import check_one_device, raw_stream
 from fastllm.kernels.rope.cpp import DTYPE_CODES, bhs_strides
-
-# The raw cudaStream_t of a device's current stream; torch's CPU builds lack the fast accessor.
-_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
-    lambda index: torch.cuda.current_stream(index).cuda_stream)
 
 
 def rope_cuda(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -35,5 +31,5 @@ def rope_cuda(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Te
         q.data_ptr(), q_out.data_ptr(), q_heads, bhs_strides(q), bhs_strides(q_out),
         k.data_ptr(), k_out.data_ptr(), k.shape[2], bhs_strides(k), bhs_strides(k_out),
         cos.data_ptr(), sin.data_ptr(), pos_ptr, pos_strides, offset, batch, seq_len, head_dim,
-        inverse, index, _raw_stream(index))
+        inverse, index, raw_stream(index))
     return q_out, k_out
