@@ -16,7 +16,7 @@ import os
 import sys
 
 import torch
-from _common import interleaved, time_gpu
+from _common import graphed, interleaved, time_gpu
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from fastllm.kernels import rope, rope_tables  # noqa: E402
@@ -24,19 +24,6 @@ from fastllm.kernels.rope import triton as tri  # noqa: E402
 
 SHAPES = [(8, 1024, 32, 8, 128), (4, 4096, 32, 8, 128)]  # (B, T, Hq, Hk, D)
 CALLS = 20
-
-
-def _graphed(fn):
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # compiles outside the capture
-        fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(CALLS):
-            fn()
-    return graph.replay
 
 
 def _configured(tile_bytes, max_heads, warps, fn):
@@ -79,7 +66,7 @@ def sweep_shape(shape, sweep, repeats: int) -> None:
     for config in sweep:
         candidates[f"triton {config}"] = _configured(
             *config, lambda: rope(q, k, cos, sin, offset=16, backend="triton"))
-    graphs = {name: _graphed(fn) for name, fn in candidates.items()}
+    graphs = {name: graphed(fn, CALLS) for name, fn in candidates.items()}
     medians = interleaved(graphs, repeats, time_gpu)
     print(f"\n{shape} bf16, {nbytes / 1e6:.0f} MB moved; triton (tile bytes, max heads, warps)")
     for name, seconds in sorted(medians.items(), key=lambda item: item[1]):

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ptx_fragments import ptx_a, ptx_b, ptx_c
 
 from fastllm.kernels.attention.ref import attention_ref, causal_mask, expand_kv
 
@@ -46,27 +47,7 @@ FWD_THREADS = _constant("attention.cu", r"constexpr int kThreads = (\d+);")
 PITCH_PAD = _constant("attention.cu", r"constexpr int kPitch = D \+ (\d+);")
 
 
-# ---- the PTX ISA's tables (mma.m16n8k16 .f16/.bf16 inputs, .f32 accumulators; ldmatrix) -----
-
-def ptx_a(lane, i):
-    """(row, col) of element a_i (i in 0..7) of the 16 x 16 A operand held by `lane`."""
-    group, tig = lane >> 2, lane % 4
-    row = group + 8 if i in (2, 3, 6, 7) else group
-    col = tig * 2 + (i & 1) + (8 if i >= 4 else 0)
-    return row, col
-
-
-def ptx_b(lane, i):
-    """(row k, col n) of element b_i (i in 0..3) of the 16 x 8 B operand held by `lane`."""
-    group, tig = lane >> 2, lane % 4
-    return tig * 2 + (i & 1) + (8 if i >= 2 else 0), group
-
-
-def ptx_c(lane, i):
-    """(row, col) of accumulator c_i (i in 0..3) of the 16 x 8 C/D held by `lane`."""
-    group, tig = lane >> 2, lane % 4
-    return group + (8 if i >= 2 else 0), tig * 2 + (i & 1)
-
+# ---- ldmatrix (the mma fragment tables are in ptx_fragments.py) ------------------------------
 
 def ldmatrix_x4(addresses, trans=False):
     """What ldmatrix.x4 (.trans) puts in each lane's 4 registers: [lane][reg] = (lo, hi), each the

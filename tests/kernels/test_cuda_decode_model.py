@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ptx_fragments import ptx_a, ptx_b, ptx_c
 
 from fastllm.kernels.attention import cuda as launcher
 from fastllm.kernels.attention.cuda import split_plan
@@ -95,26 +96,7 @@ def test_the_mirrored_expressions_are_the_kernels():
         assert re.sub(r"\s+", " ", expression) in text, expression
 
 
-# ---- the PTX ISA's tables for mma.m16n8k16 (.f16/.bf16 inputs, .f32 accumulators) ----------------
-
-def ptx_a(lane, i):
-    """(row, col) of element a_i (i in 0..7, register i // 2, half i % 2) of the 16 x 16 A."""
-    group, tig = lane >> 2, lane % 4
-    row = group + 8 if i in (2, 3, 6, 7) else group
-    return row, tig * 2 + (i & 1) + (8 if i >= 4 else 0)
-
-
-def ptx_b(lane, i):
-    """(row k, col n) of element b_i (i in 0..3, register i // 2, half i % 2) of the 16 x 8 B."""
-    group, tig = lane >> 2, lane % 4
-    return tig * 2 + (i & 1) + (8 if i >= 2 else 0), group
-
-
-def ptx_c(lane, i):
-    """(row, col) of accumulator c_i (i in 0..3) of the 16 x 8 C/D."""
-    group, tig = lane >> 2, lane % 4
-    return group + (8 if i >= 2 else 0), tig * 2 + (i & 1)
-
+# ---- the PTX ISA's tables for mma.m16n8k16 (ptx_fragments.py), as index tensors ---------------
 
 A_IDX = torch.tensor([[ptx_a(lane, i) for i in range(8)] for lane in range(32)])
 B_IDX = torch.tensor([[ptx_b(lane, i) for i in range(4)] for lane in range(32)])
