@@ -117,7 +117,7 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     returned (not differentiable). `backend` forces cuda | triton | cpp | ref.
     """
     _check_types(q, k, cos, sin, positions, offset)
-    direct = dispatch.direct_call_allowed(q, k, cos, sin)
+    direct = dispatch.direct_call_allowed(q, k, cos, sin, positions)
     if inplace:
         if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
             fail(OP, "inplace=True is not differentiable and q or k requires grad; use inplace=False")
