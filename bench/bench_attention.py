@@ -6,8 +6,9 @@ the flash-attention benchmarks do. Decoding (T = 1) is bound by reading the KV c
 2 * B*Hkv*S*D*sizeof(dtype) bytes, so it is reported in GB/s.
 
 GPU (when one is visible): bf16, causal, head dim 128, 16K tokens per batch (B = 16384 / T),
-16 heads, T = S in 1K..16K: Triton and CUDA forwards vs SDPA's flash backend, and forward +
-backward (the CUDA backend's backward is the Triton one); then the split-KV decoding kernel vs
+16 heads, T = S in 1K..16K: the Triton forward and the CUDA ones (mma.sync, and wgmma on
+H100 / H200) vs SDPA's flash backend, and forward + backward (the CUDA backend's backward is the
+Triton one); then the split-KV decoding kernel vs
 SDPA on a 32K-token cache. A GPU sample is several calls back to back (bench/_common.py's
 gpu_calls_timer: host overhead hidden behind queued kernels, as in a model); decoding is also
 timed from a CUDA graph (device time alone). CPU: the reference backend (torch's fused CPU flash kernels behind
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +82,38 @@ def run_cpu(repeats: int) -> None:
                   f"{naive * 1e3:9.2f} {gflops:12.1f} {sdpa / ours:9.2f} {naive / ours:10.2f}")
 
 
-def gpu_candidates(q, k, v, grad, backends) -> dict:
+def _with_cuda_kernel(fn, kernel):
+    """fn with FASTLLM_CUDA_ATTENTION=kernel (the cuda backend's forward kernel) while it runs."""
+    def run():
+        saved = os.environ.get("FASTLLM_CUDA_ATTENTION")
+        os.environ["FASTLLM_CUDA_ATTENTION"] = kernel
+        try:
+            return fn()
+        finally:
+            if saved is None:
+                del os.environ["FASTLLM_CUDA_ATTENTION"]
+            else:
+                os.environ["FASTLLM_CUDA_ATTENTION"] = saved
+    return run
+
+
+def gpu_columns() -> list[tuple[str, str, str | None]]:
+    """(label, backend, cuda forward kernel) of every fastllm forward that runs on this GPU."""
+    from fastllm.kernels import dispatch
+    from fastllm.kernels.attention import cuda as cuda_attention
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    columns = []
+    if dispatch.unavailable_reason("attention", "triton", device) is None:
+        columns.append(("triton", "triton", None))
+    if dispatch.unavailable_reason("attention", "cuda", device) is None:
+        columns.append(("cuda-mma", "cuda", "mma"))
+        if cuda_attention._wgmma_unavailable_reason(device) is None:
+            columns.append(("cuda-wgmma", "cuda", "wgmma"))
+    return columns
+
+
+def gpu_candidates(q, k, v, grad, columns) -> dict:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     def sdpa():
@@ -88,33 +121,33 @@ def gpu_candidates(q, k, v, grad, backends) -> dict:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
     candidates = {"sdpa fwd": _forward(sdpa), "sdpa fwd+bwd": _forward_backward(sdpa, grad)}
-    for backend in backends:
+    for label, backend, kernel in columns:
         ours = lambda backend=backend: attention(q, k, v, causal=True, backend=backend)
-        candidates[f"{backend} fwd"] = _forward(ours)
-        candidates[f"{backend} fwd+bwd"] = _forward_backward(ours, grad)
+        fwd, fwd_bwd = _forward(ours), _forward_backward(ours, grad)
+        if kernel:
+            fwd, fwd_bwd = _with_cuda_kernel(fwd, kernel), _with_cuda_kernel(fwd_bwd, kernel)
+        candidates[f"{label} fwd"], candidates[f"{label} fwd+bwd"] = fwd, fwd_bwd
     return candidates
 
 
 def run_gpu_training(repeats: int, seqs) -> None:
-    from fastllm.kernels import dispatch
-
-    backends = [b for b in ("triton", "cuda")
-                if dispatch.unavailable_reason("attention", b, torch.device("cuda")) is None]
+    columns = gpu_columns()
+    labels = [label for label, *_ in columns]
     print(f"\n== GPU: {torch.cuda.get_device_name(0)}, bf16, causal, head dim {HEAD_DIM}, {GPU_HEADS} heads, "
           f"{GPU_TOKENS} tokens per batch; TFLOP/s (ratio = ours / sdpa flash)")
-    print(f"{'T':>6} {'pass':>8} {'sdpa':>7} " + " ".join(f"{b:>7} {'ratio':>6}" for b in backends))
+    print(f"{'T':>6} {'pass':>8} {'sdpa':>7} " + " ".join(f"{b:>10} {'ratio':>6}" for b in labels))
     for seq in seqs:
         batch = max(1, GPU_TOKENS // seq)
         q, k, v = _leaves(batch, GPU_HEADS, GPU_HEADS, seq, seq, HEAD_DIM, torch.bfloat16, "cuda")
         grad = torch.randn_like(q)
-        medians = interleaved(gpu_candidates(q, k, v, grad, backends), repeats, gpu_calls_timer(TRAIN_CALLS))
+        medians = interleaved(gpu_candidates(q, k, v, grad, columns), repeats, gpu_calls_timer(TRAIN_CALLS))
         for kind, backward in (("fwd", False), ("fwd+bwd", True)):
             flops = attention_flops(batch, GPU_HEADS, seq, seq, HEAD_DIM, True, backward)
             sdpa = flops / medians[f"sdpa {kind}"] / 1e12
             cells = []
-            for backend in backends:
-                ours = flops / medians[f"{backend} {kind}"] / 1e12
-                cells.append(f"{ours:7.1f} {ours / sdpa:6.2f}")
+            for label in labels:
+                ours = flops / medians[f"{label} {kind}"] / 1e12
+                cells.append(f"{ours:10.1f} {ours / sdpa:6.2f}")
             print(f"{seq:>6} {kind:>8} {sdpa:7.1f} " + " ".join(cells))
 
 

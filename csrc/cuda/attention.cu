@@ -329,7 +329,14 @@ void launch(const AttentionCudaArgs& a, cudaStream_t stream) {
 
 }  // namespace
 
-void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream) {
+#ifndef FASTLLM_HAVE_SM90A
+bool attention_wgmma_compiled() { return false; }
+void attention_fwd_wgmma_cuda(int, const AttentionCudaArgs&, uintptr_t) {
+  throw std::invalid_argument("attention_fwd_cuda: this build has no sm_90a wgmma kernel (architectures without 90)");
+}
+#endif
+
+void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream, AttentionKernel kernel) {
   if (args.head_dim != 64 && args.head_dim != 128)
     throw std::invalid_argument("attention_fwd_cuda: head_dim must be 64 or 128, got " +
                                 std::to_string(args.head_dim));
@@ -346,6 +353,13 @@ void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stre
   // The kernel's row and key indices are 32-bit (pointer offsets stay 64-bit).
   if (args.seq_q > INT_MAX - 2 * kBlockM || args.seq_k > INT_MAX - 2 * kBlockN)
     throw std::invalid_argument("attention_fwd_cuda: sequence lengths must stay below 2^31 - 128");
+  if (dtype != 1 && dtype != 2)
+    throw std::invalid_argument("attention_fwd_cuda: dtype code must be 1 (float16) or 2 (bfloat16), got " +
+                                std::to_string(dtype));
+  if (kernel == AttentionKernel::kWgmma) return attention_fwd_wgmma_cuda(dtype, args, stream);
+  if (kernel != AttentionKernel::kMma)
+    throw std::invalid_argument("attention_fwd_cuda: kernel must be 1 (mma) or 2 (wgmma), got " +
+                                std::to_string(static_cast<int>(kernel)));
   auto s = reinterpret_cast<cudaStream_t>(stream);
   switch (dtype) {
     case 1: launch<__half>(args, s); break;

@@ -21,8 +21,18 @@ struct AttentionCudaArgs {
   bool causal;  // bottom-right aligned: query i sees keys j <= i + S - T
 };
 
+// Forward kernels: the mma.sync one (attention.cu, sm_80+) and the wgmma one
+// (attention_wgmma.cu, sm_90a: H100 / H200 only, built when the architectures include 90).
+enum class AttentionKernel : int { kMma = 1, kWgmma = 2 };
+
 // dtype: 1 float16, 2 bfloat16 (tensor cores, sm_80+); head_dim 64 or 128.
-void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream);
+void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream,
+                        AttentionKernel kernel = AttentionKernel::kMma);
+
+// Whether this build holds the sm_90a wgmma forward; the launcher behind kWgmma (arguments
+// already checked by attention_fwd_cuda).
+bool attention_wgmma_compiled();
+void attention_fwd_wgmma_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream);
 
 // One query per sequence (T == 1) against a long cache, the keys split into n_splits chunks of
 // keys_per_split (every chunk non-empty). Workspace, float32: partial_out (n_splits, B*H, D),

@@ -462,44 +462,6 @@ def test_causal_with_more_queries_than_keys_is_refused_on_every_backend(backend)
     assert attention(q, k, v, causal=False, backend=backend).shape == q.shape
 
 
-# ---- the CUDA forward's key-block split: unmasked full blocks, masked diagonal / tail blocks ------
-
-# (T, S): lengths on and off 64 / 128, the causal diagonal on a block edge (S - T = 0, 64, 128)
-# and off it (S - T = 1, 37, 62, 63, 65), one query block and many, T = 2 (the smallest prefill).
-CUDA_SPLIT_LENGTHS = [(2, 2), (63, 63), (64, 64), (65, 65), (127, 127), (128, 128), (129, 129), (200, 201),
-                      (192, 256), (130, 167), (66, 128), (64, 127), (100, 165), (256, 384), (1023, 1023),
-                      (1024, 1024), (1025, 1025), (17, 1025)]
-
-
-@pytest.mark.cuda
-@pytest.mark.parametrize("seq_q, seq_k", CUDA_SPLIT_LENGTHS)
-@pytest.mark.parametrize("head_dim", [64, 128])
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_gpu_cuda_forward_block_split(seeded, seq_q, seq_k, head_dim, dtype):
-    """Forward and lse of the cuda kernel (GQA 2:1) against the reference, causal and not."""
-    q, k, v = _qkv((2, 4, 2, seq_q, seq_k, head_dim), dtype, device="cuda")
-    for causal in (True, False):
-        out, lse = torch.ops.fastllm.attention(q, k, v, causal, head_dim ** -0.5, "cuda")
-        want32, want_lse = attention_ref(q.float(), k.float(), v.float(), causal=causal)
-        lowp, _ = attention_ref(q, k, v, causal=causal, upcast=False)
-        assert_within_flash_tolerance(f"cuda {seq_q}x{seq_k} d{head_dim} causal={causal}", out, want32, lowp, 1e-3)
-        torch.testing.assert_close(lse, want_lse, rtol=1e-3, atol=1e-3)
-
-
-@pytest.mark.cuda
-@pytest.mark.parametrize("scale", [-0.3, 0.0, 0.5])
-def test_gpu_cuda_forward_any_scale(seeded, scale):
-    """The kernel folds the scale into its exponent (Q's sign flipped for scale < 0, at least
-    FLT_MIN so scale 0 masks without NaN)."""
-    q, k, v = _qkv((1, 4, 1, 97, 160, 128), torch.bfloat16, device="cuda")
-    for causal in (True, False):
-        out, lse = torch.ops.fastllm.attention(q, k, v, causal, scale, "cuda")
-        want32, want_lse = attention_ref(q.float(), k.float(), v.float(), causal=causal, scale=scale)
-        lowp, _ = attention_ref(q, k, v, causal=causal, scale=scale, upcast=False)
-        assert_within_flash_tolerance(f"cuda scale={scale} causal={causal}", out, want32, lowp, 1e-3)
-        torch.testing.assert_close(lse, want_lse, rtol=1e-3, atol=1e-3)
-
-
 # ---- T == 1: the split-KV decoding kernel (csrc/cuda/attention_decode.cu) ------------------------
 
 # (B, H, Hkv, S): partial 16-key tiles and 64-key block steps, S = 1 and S below one split, GQA

@@ -49,17 +49,20 @@ const BindingRegistrar registrar("attention", [](py::module_& m) {
       [](int dtype, uintptr_t q, uintptr_t k, uintptr_t v, uintptr_t out, uintptr_t lse, Strides q_strides,
          Strides k_strides, Strides v_strides, Strides out_strides, int64_t batch, int64_t heads,
          int64_t kv_heads, int64_t seq_q, int64_t seq_k, int64_t head_dim, float scale, bool causal,
-         uintptr_t stream) {
+         uintptr_t stream, int kernel) {
         attention_fwd_cuda(dtype, make_args(q, k, v, out, lse, q_strides, k_strides, v_strides, out_strides,
                                             batch, heads, kv_heads, seq_q, seq_k, head_dim, scale, causal),
-                           stream);
+                           stream, static_cast<AttentionKernel>(kernel));
       },
       py::arg("dtype"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"),
       py::arg("q_strides"), py::arg("k_strides"), py::arg("v_strides"), py::arg("out_strides"),
       py::arg("batch"), py::arg("heads"), py::arg("kv_heads"), py::arg("seq_q"), py::arg("seq_k"),
-      py::arg("head_dim"), py::arg("scale"), py::arg("causal"), py::arg("stream"),
+      py::arg("head_dim"), py::arg("scale"), py::arg("causal"), py::arg("stream"), py::arg("kernel") = 1,
       py::call_guard<py::gil_scoped_release>(),
-      "FlashAttention-2 forward on tensor cores (fp16/bf16, head dim 64/128, sm_80+).");
+      "FlashAttention forward on tensor cores (fp16/bf16, head dim 64/128): kernel 1 is mma.sync "
+      "(sm_80+), 2 is wgmma (sm_90a, when wgmma_compiled()).");
+  m.def("wgmma_compiled", &attention_wgmma_compiled,
+        "Whether this build holds the sm_90a (H100 / H200) wgmma attention forward.");
   m.def(
       "decode",
       [](int dtype, uintptr_t q, uintptr_t k, uintptr_t v, uintptr_t out, uintptr_t lse, Strides q_strides,

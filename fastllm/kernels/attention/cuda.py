@@ -1,8 +1,10 @@
 """The `cuda` attention backend: launchers over fastllm._C_cuda.attention.
 
-Forward: the tensor-core FlashAttention-2 kernel (csrc/cuda/attention.cu), or for one query per
-sequence (T == 1, generation with a KV cache) the split-KV decoding kernel
-(csrc/cuda/attention_decode.cu), whose partial softmaxes are merged on the GPU.
+Forward: a tensor-core FlashAttention kernel, or for one query per sequence (T == 1, generation
+with a KV cache) the split-KV decoding kernel (csrc/cuda/attention_decode.cu), whose partial
+softmaxes are merged on the GPU. Two forward kernels exist: "mma" (mma.sync, sm_80+,
+csrc/cuda/attention.cu) and "wgmma" (Hopper warpgroup MMA, sm_90 only,
+csrc/cuda/attention_wgmma.cu); forward_kernel() picks one, FASTLLM_CUDA_ATTENTION=mma|wgmma forces it.
 Backward: the Triton FlashAttention-2 backward (triton_bwd.py); it reads the same lse layout.
 """
 
@@ -10,12 +12,13 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import torch
 
 from fastllm import _ext
 from fastllm.kernels.checks import check_one_device, on_device, raw_stream
-from fastllm.utils.errors import BackendUnavailableError
+from fastllm.utils.errors import BackendUnavailableError, ConfigError
 
 HEAD_DIMS = (64, 128)
 DTYPE_CODES = {torch.float16: 1, torch.bfloat16: 2}
@@ -28,6 +31,10 @@ BLOCKS_PER_SM = 3
 MIN_KEYS_PER_SPLIT = 256  # a split's partial (<= 8 x D floats) stays small next to its K and V
 MAX_SPLITS = 1024
 WAVE_EFFICIENCY = 0.95  # fewest splits whose last wave of blocks is nearly as full as the best
+FORWARD_KERNELS = {"mma": 1, "wgmma": 2}  # the kernel codes of fastllm._C_cuda.attention.forward
+# The wgmma kernel was written without a Hopper card at hand: until it has passed the GPU suite
+# and beaten the mma kernel there, "auto" keeps mma and wgmma runs only when forced.
+WGMMA_BY_DEFAULT = False
 
 
 def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str | None:
@@ -49,6 +56,29 @@ def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str
 @functools.cache
 def _capability(device: torch.device) -> tuple[int, int]:
     return torch.cuda.get_device_capability(device)
+
+
+def forward_kernel(device: torch.device) -> str:
+    """The forward kernel for T > 1 on `device`: FASTLLM_CUDA_ATTENTION (auto, mma or wgmma) or,
+    for auto, wgmma where it runs (and WGMMA_BY_DEFAULT), else mma."""
+    choice = os.environ.get("FASTLLM_CUDA_ATTENTION", "auto") or "auto"
+    if choice != "auto" and choice not in FORWARD_KERNELS:
+        raise ConfigError(f"FASTLLM_CUDA_ATTENTION={choice!r}: expected auto, mma or wgmma")
+    reason = _wgmma_unavailable_reason(device)
+    if choice == "wgmma" and reason:
+        raise BackendUnavailableError(f"FASTLLM_CUDA_ATTENTION=wgmma: {reason}")
+    if choice == "auto":
+        return "wgmma" if WGMMA_BY_DEFAULT and reason is None else "mma"
+    return choice
+
+
+@functools.cache
+def _wgmma_unavailable_reason(device: torch.device) -> str | None:
+    if _capability(device) != (9, 0):
+        return f"the wgmma kernel runs on compute capability 9.0 (H100 / H200), {device} has {_capability(device)}"
+    if not _ext.cuda().attention.wgmma_compiled():
+        return "this build has no sm_90a kernels (FASTLLM_CUDA_ARCHS did not include 90)"
+    return None
 
 
 def _strides(t: torch.Tensor) -> list[int]:
@@ -89,6 +119,8 @@ def split_plan(batch: int, kv_heads: int, group: int, seq_k: int, sms: int) -> t
 
 def attention_cuda_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                            scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """out, lse; one query per sequence decodes with the split-KV kernel, longer queries run
+    forward_kernel()'s choice."""
     device = check_one_device("attention", q=q, k=k, v=v)
     batch, heads, seq_q, head_dim = q.shape
     kv_heads, seq_k = k.shape[1], k.shape[2]
@@ -110,7 +142,8 @@ def attention_cuda_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ca
             module.decode(*common, seq_k, head_dim, scale, base, base + rows * head_dim * size,
                           base + rows * (head_dim + 1) * size, n_splits, per_split, stream)
         else:
-            module.forward(*common, seq_q, seq_k, head_dim, scale, causal, stream)
+            kernel = FORWARD_KERNELS[forward_kernel(q.device)]
+            module.forward(*common, seq_q, seq_k, head_dim, scale, causal, stream, kernel)
     return out, lse
 
 

@@ -1,0 +1,334 @@
+// FlashAttention forward on Hopper warpgroup tensor cores (wgmma.mma_async, sm_90a only): the
+// same math, arguments and outputs as the mma.sync kernel in attention.cu (ref.py documents them).
+// Built only into the sm_90a object (CMakeLists.txt); elsewhere the entry point reports that it
+// was not compiled, and cuda.py never picks it.
+//
+// Grid (cdiv(T, 128), B * H), heaviest query blocks first as in attention.cu. 256 threads: two
+// warpgroups, each owning 64 query rows. Shared memory, every tile 128-byte swizzled
+// (wgmma.cuh): Q (128 x D), K in two stages and V in two stages (128 keys x D each), 160 KB at
+// D = 128. Q is staged once with plain loads (sign-flipped when scale < 0, as in attention.cu);
+// K and V stream in by cp.async.
+// Step j (one barrier each) copies K[j+1] and V[j] ahead, then issues, as two wgmma batches,
+// S = Q K[j]^T (both operands from shared memory) and O += P[j-1] V[j-1] (P from registers, V
+// read MN-major), so the softmax of block j runs while the tensor cores still add block j - 1:
+//   wait for S -> mask (diagonal / tail blocks only), row max, exp2, row sums (in place in S)
+//   wait for P V -> rescale O by alpha (skipped when no row max of the warp moved), pack S into P
+// The buffers a step refills were last read by the step before, whose wgmma batches every
+// warpgroup has waited for before it reaches the barrier.
+//
+// Napkin math (D = 128): per 128-key block a warpgroup issues 16 wgmma m64n128k16 (4.2 MFLOP)
+// and ~8 instructions per score for the softmax (64 scores a thread); the tensor cores take
+// ~64 cycles per m64n128k16, ~1000 cycles a block for both warpgroups, while a warpgroup's
+// softmax costs ~500 issue cycles and overlaps the other warpgroup's and its own P V. Registers:
+// O 64 + S 64 + P 32 a thread. K / V traffic: 64 KB per block pair from L2 for 8.4 MFLOP.
+// Test: tests/kernels/test_attention_backends.py -m cuda (kernel="wgmma"); shared-memory layout
+// model (CPU): tests/kernels/test_cuda_wgmma_model.py. Benchmark: bench/bench_attention.py.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "cuda/attention_cuda.h"
+#include "cuda/cuda_check.cuh"
+#include "cuda/mma_utils.cuh"
+#include "cuda/wgmma.cuh"
+
+namespace fastllm {
+namespace {
+
+constexpr int kBlockM = 128;  // query rows per block: two warpgroups of 64
+constexpr int kBlockN = 128;  // keys per step
+constexpr int kThreads = 256;
+constexpr int kGroupRows = 64;
+constexpr float kLog2e = 1.4426950408889634f;
+[[maybe_unused]] constexpr float kLn2 = 0.6931471805599453f;
+
+// Byte offsets of the tiles from the 1024-aligned base: Q, K stage 0 / 1, V stage 0 / 1.
+template <int D>
+struct SharedLayout {
+  static constexpr uint32_t kQBytes = kBlockM * D * 2;
+  static constexpr uint32_t kKvBytes = kBlockN * D * 2;
+  static constexpr uint32_t k_tile(int stage) { return kQBytes + stage * kKvBytes; }
+  static constexpr uint32_t v_tile(int stage) { return kQBytes + (2 + stage) * kKvBytes; }
+  static constexpr int kBytes = static_cast<int>(kQBytes + 4 * kKvBytes) + 1024;  // + alignment slack
+  static_assert(kQBytes % 1024 == 0 && kKvBytes % 1024 == 0, "tiles stay 1024-byte aligned");
+};
+
+// Thread t copies 16-byte chunk t % (D / 8) of rows t / (D / 8) + i * kRowsPerPass. Those rows
+// share row % 8, so one swizzled offset plus i * kRowsPerPass * 128 bytes addresses all of them.
+template <int D>
+struct TileCopy {
+  static constexpr int kChunksPerRow = D / 8;
+  static constexpr int kRowsPerPass = kThreads / kChunksPerRow;
+  static_assert(kRowsPerPass % 8 == 0, "rows of one thread share their swizzle phase");
+  int row0, col;
+  __device__ TileCopy() : row0(threadIdx.x / kChunksPerRow), col((threadIdx.x % kChunksPerRow) * 8) {}
+
+  // rows x D elements from src (row stride `stride`) into the tile at shared address `tile`;
+  // rows at or past rows_left are zero-filled.
+  template <int kRows>
+  __device__ __forceinline__ void async(uint32_t tile, const uint16_t* src, int64_t stride, int rows_left) const {
+    const uint32_t dst = tile + swizzled_offset(kRows, row0, col);
+    const uint16_t* p = src + row0 * stride + col;
+#pragma unroll
+    for (int i = 0; i < kRows / kRowsPerPass; ++i) {
+      const bool valid = row0 + i * kRowsPerPass < rows_left;
+      cp_async_16(dst + i * kRowsPerPass * 128, valid ? p : src, valid);
+      p += kRowsPerPass * stride;
+    }
+  }
+
+  // The same through registers, XOR-ing every 16-bit value with `sign` (0 or 0x80008000).
+  template <int kRows>
+  __device__ __forceinline__ void flipped(uint8_t* tile, const uint16_t* src, int64_t stride, int rows_left,
+                                          uint32_t sign) const {
+    uint8_t* dst = tile + swizzled_offset(kRows, row0, col);
+    const uint16_t* p = src + row0 * stride + col;
+#pragma unroll
+    for (int i = 0; i < kRows / kRowsPerPass; ++i) {
+      uint4 value = make_uint4(0, 0, 0, 0);
+      if (row0 + i * kRowsPerPass < rows_left) value = *reinterpret_cast<const uint4*>(p);
+      value.x ^= sign;
+      value.y ^= sign;
+      value.z ^= sign;
+      value.w ^= sign;
+      *reinterpret_cast<uint4*>(dst + i * kRowsPerPass * 128) = value;
+      p += kRowsPerPass * stride;
+    }
+  }
+};
+
+// Descriptors of the k16 step kk. Q and K are K-major (head dim contiguous): 64-column blocks
+// of rows x 128 bytes, 32 bytes per step inside one. V is MN-major: 16 keys (2 KB) per step,
+// column blocks kBlockN * 128 bytes apart.
+[[maybe_unused]] __device__ __forceinline__ uint64_t k_major_descriptor(uint32_t tile, int rows, int kk) {
+  return smem_descriptor(tile + (kk / 4) * rows * 128 + (kk % 4) * 32, 0, 1024);
+}
+[[maybe_unused]] __device__ __forceinline__ uint64_t v_descriptor(uint32_t tile, int kk) {
+  return smem_descriptor(tile + kk * 16 * 128, kBlockN * 128, 1024);
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads, 1) attention_fwd_wgmma_kernel(AttentionCudaArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Layout = SharedLayout<D>;
+  extern __shared__ __align__(1024) uint8_t raw_smem[];
+  const uint32_t raw_address = shared_address(raw_smem);
+  const uint32_t pad = (1024 - (raw_address & 1023)) & 1023;
+  uint8_t* smem = raw_smem + pad;
+  const uint32_t base = raw_address + pad;
+
+  const int group = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int g = lane >> 2, t4 = lane & 3;
+  const int m0 = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kBlockM;
+  const int seq_q = static_cast<int>(a.seq_q), seq_k = static_cast<int>(a.seq_k);
+  const int64_t bh = blockIdx.y, b = bh / a.heads, h = bh % a.heads;
+  const int64_t kv_head = h / (a.heads / a.kv_heads);
+  const auto* q = static_cast<const uint16_t*>(a.q) + b * a.q_strides[0] + h * a.q_strides[1];
+  const auto* k = static_cast<const uint16_t*>(a.k) + b * a.k_strides[0] + kv_head * a.k_strides[1];
+  const auto* v = static_cast<const uint16_t*>(a.v) + b * a.v_strides[0] + kv_head * a.v_strides[1];
+  const int64_t k_step = kBlockN * a.k_strides[2], v_step = kBlockN * a.v_strides[2];
+
+  const TileCopy<D> copy;
+  copy.template flipped<kBlockM>(smem, q + m0 * a.q_strides[2], a.q_strides[2], seq_q - m0,
+                                 a.scale < 0.0f ? 0x80008000u : 0u);
+  copy.template async<kBlockN>(base + Layout::k_tile(0), k, a.k_strides[2], seq_k);
+  cp_async_commit();
+
+  const float scale_log2 = fmaxf(fabsf(a.scale) * kLog2e, FLT_MIN);  // see attention.cu
+  const int diag = seq_k - seq_q;
+  const int row_base = m0 + group * kGroupRows + warp * 16 + g;
+  const int rows[2] = {row_base, row_base + 8};
+  const int limit[2] = {a.causal ? min(seq_k, rows[0] + diag + 1) : seq_k,
+                        a.causal ? min(seq_k, rows[1] + diag + 1) : seq_k};
+  const int end = a.causal ? min(seq_k, m0 + kBlockM + diag) : seq_k;
+  const int n_blocks = (end + kBlockN - 1) / kBlockN;
+  const int n_full = (a.causal ? min(seq_k, m0 + diag + 1) : seq_k) / kBlockN;
+  const uint32_t q_tile = base + group * kGroupRows * 128;  // this warpgroup's rows of every column block
+
+  float o[D / 2], s[kBlockN / 2];
+  uint32_t p[kBlockN / 16][4];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kBlockN / 2; ++i) s[i] = 0.0f;  // overwritten (scale_d = 0); defined for the asm
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f}, alpha[2];
+
+  // Copies K[block + 1] and V[block] ahead (after the barrier: their buffers are free).
+  auto copy_ahead = [&](int block) {
+    if (block + 1 < n_blocks) {
+      const int next = (block + 1) * kBlockN;
+      copy.template async<kBlockN>(base + Layout::k_tile((block + 1) & 1), k + (block + 1) * k_step,
+                                   a.k_strides[2], seq_k - next);
+    }
+    if (block < n_blocks) {
+      copy.template async<kBlockN>(base + Layout::v_tile(block & 1), v + block * v_step, a.v_strides[2],
+                                   seq_k - block * kBlockN);
+    }
+    cp_async_commit();
+  };
+  auto wait_for_copies = [&] {
+    cp_async_wait<0>();
+    fence_proxy_async();
+    __syncthreads();
+  };
+  auto issue_scores = [&](int block) {
+    const uint32_t k_tile = base + Layout::k_tile(block & 1);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      Wgmma<T, kBlockN>::template ss<0>(s, k_major_descriptor(q_tile, kBlockM, kk),
+                                        k_major_descriptor(k_tile, kBlockN, kk), kk > 0);
+    }
+    wgmma_commit();
+  };
+  auto issue_pv = [&](int block) {
+    const uint32_t v_tile = base + Layout::v_tile(block & 1);
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) Wgmma<T, D>::template rs<1>(o, p[kk], v_descriptor(v_tile, kk), 1);
+    wgmma_commit();
+  };
+
+  // Softmax of block `block` in place in s: masked scores, new row max, alpha, exp2, row sums.
+  auto softmax = [&](int block, auto masked) {
+    if constexpr (decltype(masked)::value) {
+      const int key0 = block * kBlockN + t4 * 2;
+      const int left[2] = {limit[0] - key0, limit[1] - key0};
+#pragma unroll
+      for (int j = 0; j < kBlockN / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if (j * 8 + (e & 1) >= left[e >> 1]) s[4 * j + e] = -INFINITY;
+        }
+      }
+    }
+    float new_max[2] = {row_max[0], row_max[1]};
+#pragma unroll
+    for (int i = 0; i < kBlockN / 2; ++i) new_max[(i >> 1) & 1] = fmaxf(new_max[(i >> 1) & 1], s[i]);
+    float neg_max[2], block_sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      new_max[r] = fmaxf(new_max[r], __shfl_xor_sync(0xffffffff, new_max[r], 1));
+      new_max[r] = fmaxf(new_max[r], __shfl_xor_sync(0xffffffff, new_max[r], 2));
+      neg_max[r] = -new_max[r] * scale_log2;
+      alpha[r] = exp2f((row_max[r] - new_max[r]) * scale_log2);
+      row_max[r] = new_max[r];
+    }
+#pragma unroll
+    for (int i = 0; i < kBlockN / 2; ++i) {
+      s[i] = exp2f(fmaf(s[i], scale_log2, neg_max[(i >> 1) & 1]));
+      block_sum[(i >> 1) & 1] += s[i];
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) row_sum[r] = fmaf(row_sum[r], alpha[r], block_sum[r]);
+  };
+  // After the P V batch finished: rescale O, turn the new probabilities into P's A fragments
+  // (the accumulator of n-tiles 2kk, 2kk + 1 is the A fragment of k-step kk).
+  auto rescale_and_pack = [&] {
+    if (__any_sync(0xffffffff, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+#pragma unroll
+      for (int i = 0; i < D / 2; ++i) o[i] *= alpha[(i >> 1) & 1];
+    }
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      p[kk][0] = MmaOp<T>::pack(s[8 * kk + 0], s[8 * kk + 1]);
+      p[kk][1] = MmaOp<T>::pack(s[8 * kk + 2], s[8 * kk + 3]);
+      p[kk][2] = MmaOp<T>::pack(s[8 * kk + 4], s[8 * kk + 5]);
+      p[kk][3] = MmaOp<T>::pack(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+  };
+
+  // One step: scores of `block`, and (with_pv) P V of the block before.
+  auto step = [&](int block, auto masked, auto with_pv) {
+    wait_for_copies();
+    copy_ahead(block);
+    wgmma_fence();
+    issue_scores(block);
+    if constexpr (decltype(with_pv)::value) issue_pv(block - 1);
+    wgmma_wait<decltype(with_pv)::value ? 1 : 0>();
+    keep_in_order(s);
+    softmax(block, masked);
+    if constexpr (decltype(with_pv)::value) {
+      wgmma_wait<0>();
+      keep_in_order(o);
+      keep_in_order(p);  // the batch read the previous P: its registers stay untouched until here
+    }
+    rescale_and_pack();
+  };
+
+  if (n_full > 0) {
+    step(0, std::false_type{}, std::false_type{});
+  } else {
+    step(0, std::true_type{}, std::false_type{});
+  }
+  int block = 1;
+  for (; block < min(n_full, n_blocks); ++block) step(block, std::false_type{}, std::true_type{});
+  for (; block < n_blocks; ++block) step(block, std::true_type{}, std::true_type{});
+  wait_for_copies();  // V[n_blocks - 1]
+  wgmma_fence();
+  issue_pv(n_blocks - 1);
+  wgmma_wait<0>();
+  keep_in_order(o);
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xffffffff, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xffffffff, row_sum[r], 2);
+  }
+  auto* out = static_cast<T*>(a.out) + b * a.out_strides[0] + h * a.out_strides[1];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (rows[r] >= seq_q) continue;
+    const float inv = 1.0f / row_sum[r];
+    T* out_row = out + rows[r] * a.out_strides[2];
+#pragma unroll
+    for (int dn = 0; dn < D / 8; ++dn) {
+      const uint32_t packed = MmaOp<T>::pack(o[4 * dn + 2 * r] * inv, o[4 * dn + 2 * r + 1] * inv);
+      *reinterpret_cast<uint32_t*>(out_row + dn * 8 + t4 * 2) = packed;
+    }
+    if (t4 == 0) a.lse[bh * seq_q + rows[r]] = fmaf(row_max[r], scale_log2, log2f(row_sum[r])) * kLn2;
+  }
+#else
+  __trap();  // sm_90a only; attention_wgmma_compiled() tells the launcher whether this exists
+#endif
+}
+
+template <typename T, int D>
+void launch_dim(const AttentionCudaArgs& a, cudaStream_t stream) {
+  constexpr int kBytes = SharedLayout<D>::kBytes;
+  const dim3 grid(static_cast<unsigned>((a.seq_q + kBlockM - 1) / kBlockM), static_cast<unsigned>(a.batch * a.heads));
+  FASTLLM_CUDA_CHECK(cudaFuncSetAttribute(attention_fwd_wgmma_kernel<T, D>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes));
+  attention_fwd_wgmma_kernel<T, D><<<grid, kThreads, kBytes, stream>>>(a);
+  FASTLLM_CUDA_CHECK_LAUNCH("attention_fwd_wgmma_kernel");
+}
+
+template <typename T>
+void launch(const AttentionCudaArgs& a, cudaStream_t stream) {
+  if (a.head_dim == 64) {
+    launch_dim<T, 64>(a, stream);
+  } else {
+    launch_dim<T, 128>(a, stream);
+  }
+}
+
+}  // namespace
+
+bool attention_wgmma_compiled() { return true; }
+
+// Arguments were checked by attention_fwd_cuda (attention.cu), the only caller.
+void attention_fwd_wgmma_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream_handle) {
+  auto stream = reinterpret_cast<cudaStream_t>(stream_handle);
+  if (dtype == 1) {
+    launch<__half>(args, stream);
+  } else {
+    launch<__nv_bfloat16>(args, stream);
+  }
+}
+
+}  // namespace fastllm
