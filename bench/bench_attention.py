@@ -108,7 +108,7 @@ def gpu_columns() -> list[tuple[str, str, str | None]]:
         columns.append(("triton", "triton", None))
     if dispatch.unavailable_reason("attention", "cuda", device) is None:
         columns.append(("cuda-mma", "cuda", "mma"))
-        if cuda_attention._wgmma_unavailable_reason(device) is None:
+        if cuda_attention.wgmma_unavailable_reason(device) is None:
             columns.append(("cuda-wgmma", "cuda", "wgmma"))
     return columns
 

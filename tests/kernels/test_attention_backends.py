@@ -201,6 +201,22 @@ def test_automatic_choice_on_a_gpu_decodes_with_cuda_and_prefills_with_triton(mo
     assert choose_backend(*prefill, None) == "cuda"
 
 
+def test_automatic_choice_keeps_prefill_on_cuda_where_its_wgmma_forward_is_preferred(monkeypatch):
+    from fastllm.kernels.attention import cuda, op
+
+    monkeypatch.setattr(dispatch, "pick", lambda name, device, backend=None: backend or "cuda")
+    monkeypatch.setattr(op, "_triton_takes", lambda q, k, v: True)
+    monkeypatch.setattr(op, "_unsupported", lambda name, q, k, v: None)
+    monkeypatch.setattr(cuda, "wgmma_unavailable_reason", lambda device: None)
+    prefill = _qkv((1, 2, 1, 5, 5, 64), torch.float16)
+    monkeypatch.setattr(cuda, "WGMMA_PREFERRED", False)
+    assert choose_backend(*prefill, None) == "triton"
+    monkeypatch.setattr(cuda, "WGMMA_PREFERRED", True)
+    assert choose_backend(*prefill, None) == "cuda"
+    monkeypatch.setattr(cuda, "wgmma_unavailable_reason", lambda device: "not a Hopper card")
+    assert choose_backend(*prefill, None) == "triton"
+
+
 def test_bfloat16_is_refused_by_the_interpreter_not_rerouted():
     q, k, v = _qkv((1, 2, 1, 3, 3, 32), torch.bfloat16)
     with pytest.raises(KernelInputError, match="bfloat16 is not supported in Triton's CPU interpreter"):

@@ -24,24 +24,24 @@ KERNELS = list(cuda_attention.FORWARD_KERNELS)
 def fake_gpu(monkeypatch):
     """A device of a chosen capability, with or without sm_90a kernels in the build."""
     state = {"capability": (9, 0), "compiled": True}
-    cuda_attention._wgmma_unavailable_reason.cache_clear()
+    cuda_attention.wgmma_unavailable_reason.cache_clear()
     monkeypatch.setattr(cuda_attention, "_capability", lambda device: state["capability"])
     module = types.SimpleNamespace(attention=types.SimpleNamespace(wgmma_compiled=lambda: state["compiled"]))
     monkeypatch.setattr(cuda_attention._ext, "cuda", lambda: module)
     monkeypatch.delenv("FASTLLM_CUDA_ATTENTION", raising=False)
     yield state
-    cuda_attention._wgmma_unavailable_reason.cache_clear()
+    cuda_attention.wgmma_unavailable_reason.cache_clear()
 
 
 def _choose(state, capability, compiled):
-    cuda_attention._wgmma_unavailable_reason.cache_clear()
+    cuda_attention.wgmma_unavailable_reason.cache_clear()
     state.update(capability=capability, compiled=compiled)
     return cuda_attention.forward_kernel(torch.device("cuda", 0))
 
 
 def test_auto_keeps_mma_until_wgmma_is_verified(fake_gpu, monkeypatch):
-    assert _choose(fake_gpu, (9, 0), True) == ("wgmma" if cuda_attention.WGMMA_BY_DEFAULT else "mma")
-    monkeypatch.setattr(cuda_attention, "WGMMA_BY_DEFAULT", True)
+    assert _choose(fake_gpu, (9, 0), True) == ("wgmma" if cuda_attention.WGMMA_PREFERRED else "mma")
+    monkeypatch.setattr(cuda_attention, "WGMMA_PREFERRED", True)
     assert _choose(fake_gpu, (9, 0), True) == "wgmma"
     assert _choose(fake_gpu, (8, 0), True) == "mma"  # A100: no wgmma
     assert _choose(fake_gpu, (10, 0), True) == "mma"  # sm_90a code runs on 9.0 alone
@@ -68,9 +68,9 @@ def test_forcing_a_kernel(fake_gpu, monkeypatch):
 @pytest.fixture(params=KERNELS)
 def kernel(request, monkeypatch):
     """Forces each forward kernel in turn; one the GPU cannot run is skipped with the reason."""
-    cuda_attention._wgmma_unavailable_reason.cache_clear()
+    cuda_attention.wgmma_unavailable_reason.cache_clear()
     if request.param == "wgmma":
-        reason = cuda_attention._wgmma_unavailable_reason(torch.device("cuda", torch.cuda.current_device()))
+        reason = cuda_attention.wgmma_unavailable_reason(torch.device("cuda", torch.cuda.current_device()))
         if reason:
             pytest.skip(reason)
     monkeypatch.setenv("FASTLLM_CUDA_ATTENTION", request.param)
@@ -141,8 +141,8 @@ def test_gpu_forward_projection_strides(seeded, kernel):
 @pytest.mark.cuda
 def test_gpu_kernels_agree(seeded):
     """Where both run, they compute the same softmax: outputs within two low-precision roundings."""
-    cuda_attention._wgmma_unavailable_reason.cache_clear()
-    if reason := cuda_attention._wgmma_unavailable_reason(torch.device("cuda", torch.cuda.current_device())):
+    cuda_attention.wgmma_unavailable_reason.cache_clear()
+    if reason := cuda_attention.wgmma_unavailable_reason(torch.device("cuda", torch.cuda.current_device())):
         pytest.skip(reason)
     q, k, v = _qkv((2, 8, 2, 1000, 1000, 128), torch.bfloat16)
     module = cuda_attention._ext.cuda().attention

@@ -32,9 +32,11 @@ MIN_KEYS_PER_SPLIT = 256  # a split's partial (<= 8 x D floats) stays small next
 MAX_SPLITS = 1024
 WAVE_EFFICIENCY = 0.95  # fewest splits whose last wave of blocks is nearly as full as the best
 FORWARD_KERNELS = {"mma": 1, "wgmma": 2}  # the kernel codes of fastllm._C_cuda.attention.forward
-# The wgmma kernel was written without a Hopper card at hand: until it has passed the GPU suite
-# and beaten the mma kernel there, "auto" keeps mma and wgmma runs only when forced.
-WGMMA_BY_DEFAULT = False
+# Whether the wgmma kernel is the forward to use where it runs: then forward_kernel() picks it and
+# the automatic backend choice sends prefill (T > 1) to cuda instead of Triton (op.py). It was
+# written without a Hopper card at hand; until it has passed the GPU suite there and outrun the
+# Triton forward (bench/bench_attention.py), it runs only when forced.
+WGMMA_PREFERRED = False
 
 
 def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str | None:
@@ -60,20 +62,25 @@ def _capability(device: torch.device) -> tuple[int, int]:
 
 def forward_kernel(device: torch.device) -> str:
     """The forward kernel for T > 1 on `device`: FASTLLM_CUDA_ATTENTION (auto, mma or wgmma) or,
-    for auto, wgmma where it runs (and WGMMA_BY_DEFAULT), else mma."""
+    for auto, wgmma where it runs and WGMMA_PREFERRED, else mma."""
     choice = os.environ.get("FASTLLM_CUDA_ATTENTION", "auto") or "auto"
     if choice != "auto" and choice not in FORWARD_KERNELS:
         raise ConfigError(f"FASTLLM_CUDA_ATTENTION={choice!r}: expected auto, mma or wgmma")
-    reason = _wgmma_unavailable_reason(device)
+    reason = wgmma_unavailable_reason(device)
     if choice == "wgmma" and reason:
         raise BackendUnavailableError(f"FASTLLM_CUDA_ATTENTION=wgmma: {reason}")
     if choice == "auto":
-        return "wgmma" if WGMMA_BY_DEFAULT and reason is None else "mma"
+        return "wgmma" if prefers_wgmma(device) else "mma"
     return choice
 
 
+def prefers_wgmma(device: torch.device) -> bool:
+    return WGMMA_PREFERRED and wgmma_unavailable_reason(device) is None
+
+
 @functools.cache
-def _wgmma_unavailable_reason(device: torch.device) -> str | None:
+def wgmma_unavailable_reason(device: torch.device) -> str | None:
+    """Why the wgmma forward cannot run on `device`, or None."""
     if _capability(device) != (9, 0):
         return f"the wgmma kernel runs on compute capability 9.0 (H100 / H200), {device} has {_capability(device)}"
     if not _ext.cuda().attention.wgmma_compiled():
