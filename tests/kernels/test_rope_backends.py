@@ -188,6 +188,40 @@ def test_gpu_strided_inplace_and_gradients(seeded, backend):
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_explicit_positions_inside_a_cuda_graph(seeded, backend):
+    """While a graph is captured the positions range check runs on the device (no read-back), so
+    rope with explicit positions can be captured; replays see the positions' new values."""
+    q, k = (torch.randn(2, 5, 4, 64, device="cuda") for _ in range(2))
+    cos, sin = rope_tables(64, 64, device="cuda")
+    positions = torch.tensor([[3, 9, 1, 0, 63], [7, 7, 2, 8, 40]], device="cuda")
+    rope(q, k, cos, sin, positions=positions, backend=backend)  # compiles / warms up outside the graph
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        got = rope(q, k, cos, sin, positions=positions, backend=backend)
+    for new in (positions.flip(1), torch.randint(0, 64, positions.shape, device="cuda")):
+        positions.copy_(new)
+        graph.replay()
+        torch.testing.assert_close(got, rope_ref(q, k, cos, sin, positions=positions), rtol=1e-6, atol=1e-6)
+
+
+def test_positions_are_checked_on_the_device_while_a_graph_is_captured(monkeypatch):
+    """The capture path's check, exercised on the CPU (torch._assert_async raises there at once)."""
+    from fastllm.kernels.rope import op
+
+    q, k, cos, sin = _inputs(1, 3, 2, 2, 8, torch.float32)
+    bad = torch.tensor([0, 1, 99])
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    readback = []
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: readback.append(self) or [0, 0])
+    with pytest.raises(RuntimeError, match=r"rope: positions must lie in \[0, 16\) \(the table size\)"):
+        op._validate_positions(bad, 1, 3, 16, q.device, values=True)
+    op._validate_positions(torch.tensor([0, 1, 15]), 1, 3, 16, q.device, values=True)
+    assert readback == []  # nothing was read back to the host
+
+
+@pytest.mark.cuda
 def test_gpu_auto_dispatch_and_cpp_refusal():
     from fastllm.kernels import dispatch
 

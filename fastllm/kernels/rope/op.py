@@ -186,6 +186,12 @@ def _validate_positions(positions, batch, seq_len, max_positions, device, values
     if tuple(positions.shape) not in ((seq_len,), (batch, seq_len)):
         fail(OP, f"positions has shape {tuple(positions.shape)}; expected ({seq_len},) or ({batch}, {seq_len})")
     if values and positions.numel():
+        if positions.is_cuda and torch.cuda.is_current_stream_capturing():
+            # A CUDA graph being captured cannot read values back: check them on the device
+            # instead (a failure there is a device-side assert when the graph runs).
+            in_range = (positions >= 0).all() & (positions < max_positions).all()
+            torch._assert_async(in_range, f"{OP}: positions must lie in [0, {max_positions}) (the table size)")
+            return
         low, high = torch.stack(torch.aminmax(positions)).tolist()  # one device sync, not two
         if low < 0 or high >= max_positions:
             fail(OP, f"positions must lie in [0, {max_positions}) (the table size), got [{low}, {high}]")
