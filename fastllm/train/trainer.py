@@ -55,16 +55,24 @@ class TrainResult:
 
 
 def pretrain(config: PretrainConfig) -> TrainResult:
-    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    trainer = Trainer(config)
+    result = trainer.run()
+    # Only after success: tearing a group down while a failed peer is mid-collective hangs;
+    # on failure torchrun stops the other processes.
+    distributed.teardown(trainer.dist)
+    return result
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool):
+    """torch's deterministic-algorithms mode on while the block runs (when `enabled`), then as before."""
+    before = torch.are_deterministic_algorithms_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True)
     try:
-        trainer = Trainer(config)
-        result = trainer.run()
-        # Only after success: tearing a group down while a failed peer is mid-collective hangs;
-        # on failure torchrun stops the other processes.
-        distributed.teardown(trainer.dist)
-        return result
+        yield
     finally:
-        torch.use_deterministic_algorithms(deterministic_before)
+        torch.use_deterministic_algorithms(before)
 
 
 def enable_activation_checkpointing(model: Llama) -> None:
@@ -98,8 +106,6 @@ class Trainer:
         self.cfg = config
         self.dist = distributed.setup(config.device)
         self.device = self.dist.device
-        if config.deterministic:
-            torch.use_deterministic_algorithms(True)
         self.accum = self._grad_accum()
         self.shards = open_shards(config.data.shards)
         self.model_config = self._model_config()
@@ -228,6 +234,11 @@ class Trainer:
     # ---- the run ----
 
     def run(self) -> TrainResult:
+        """Trains to cfg.steps (deterministic algorithms on meanwhile when cfg.deterministic)."""
+        with deterministic_algorithms(self.cfg.deterministic):
+            return self._run()
+
+    def _run(self) -> TrainResult:
         cfg = self.cfg
         tokens_per_step = cfg.batch_size * cfg.data.seq_len
         flops_per_token = self.model_config.flops_per_token(cfg.data.seq_len)

@@ -95,6 +95,30 @@ def test_resume_is_bit_exact_even_after_sigkill_during_a_save(shards, tmp_path, 
     assert not any(p.name.startswith(".step-") for p in ckpt.iterdir())  # cleaned by the next save
 
 
+def test_deterministic_mode_is_on_while_training_and_as_before_afterwards(shards, tmp_path, monkeypatch):
+    """A Trainer used directly (not only pretrain()) scopes torch's deterministic mode to run()."""
+    real = trainer_module.Trainer.forward_loss
+    seen = []
+
+    def watched(self, batch):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return real(self, batch)
+
+    monkeypatch.setattr(trainer_module.Trainer, "forward_loss", watched)
+    assert not torch.are_deterministic_algorithms_enabled()
+    trainer = trainer_module.Trainer(make_config(shards, tmp_path / "run", steps=2, save_every=0, eval_every=0,
+                                                 save_model=False))
+    assert not torch.are_deterministic_algorithms_enabled()  # construction leaves it alone
+    trainer.run()
+    assert seen and all(seen)
+    assert not torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(TrainingHalted):  # restored after a failure too
+        monkeypatch.setattr(trainer_module.Trainer, "forward_loss", lambda self, batch: real(self, batch) * math.nan)
+        pretrain(make_config(shards, tmp_path / "halt", steps=2, save_every=0, eval_every=0, save_model=False,
+                             on_nonfinite="halt"))
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
 def test_nonfinite_steps_are_skipped_without_touching_weights(shards, tmp_path, monkeypatch):
     real = trainer_module.Trainer.forward_loss
     snapshots = {}
