@@ -334,6 +334,9 @@ bool attention_wgmma_compiled() { return false; }
 void attention_fwd_wgmma_cuda(int, const AttentionCudaArgs&, uintptr_t) {
   throw std::invalid_argument("attention_fwd_cuda: this build has no sm_90a wgmma kernel (architectures without 90)");
 }
+void wgmma_probe_cuda(int, const WgmmaProbeArgs&, uintptr_t) {
+  throw std::invalid_argument("wgmma_probe: this build has no sm_90a kernels (architectures without 90)");
+}
 #endif
 
 void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream, AttentionKernel kernel) {

@@ -34,6 +34,19 @@ void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stre
 bool attention_wgmma_compiled();
 void attention_fwd_wgmma_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream);
 
+// wgmma_probe.cu: one wgmma batch over one operand path of the wgmma kernel (mode 0: S = Q K^T,
+// a (64, D), b (128, D); mode 1: O = P V, a = P (64, 128), b = V (128, D)); row-major 16-bit
+// inputs, out row-major float32. Descriptor fields as given (GPU tests search them on failure).
+struct WgmmaProbeArgs {
+  const void* a;
+  const void* b;
+  float* out;
+  int mode, head_dim;
+  uint32_t leading_bytes, stride_bytes;
+  int layout;
+};
+void wgmma_probe_cuda(int dtype, const WgmmaProbeArgs& args, uintptr_t stream);
+
 // One query per sequence (T == 1) against a long cache, the keys split into n_splits chunks of
 // keys_per_split (every chunk non-empty). Workspace, float32: partial_out (n_splits, B*H, D),
 // partial_max and partial_sum (n_splits, B*H).

@@ -104,16 +104,6 @@ struct TileCopy {
   }
 };
 
-// Descriptors of the k16 step kk. Q and K are K-major (head dim contiguous): 64-column blocks
-// of rows x 128 bytes, 32 bytes per step inside one. V is MN-major: 16 keys (2 KB) per step,
-// column blocks kBlockN * 128 bytes apart.
-[[maybe_unused]] __device__ __forceinline__ uint64_t k_major_descriptor(uint32_t tile, int rows, int kk) {
-  return smem_descriptor(tile + (kk / 4) * rows * 128 + (kk % 4) * 32, 0, 1024);
-}
-[[maybe_unused]] __device__ __forceinline__ uint64_t v_descriptor(uint32_t tile, int kk) {
-  return smem_descriptor(tile + kk * 16 * 128, kBlockN * 128, 1024);
-}
-
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads, 1) attention_fwd_wgmma_kernel(AttentionCudaArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -190,7 +180,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_fwd_wgmma_kernel(Attent
   auto issue_pv = [&](int block) {
     const uint32_t v_tile = base + Layout::v_tile(block & 1);
 #pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) Wgmma<T, D>::template rs<1>(o, p[kk], v_descriptor(v_tile, kk), 1);
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      Wgmma<T, D>::template rs<1>(o, p[kk], mn_major_descriptor(v_tile, kBlockN, kk), 1);
+    }
     wgmma_commit();
   };
 

@@ -40,10 +40,22 @@ __host__ __device__ constexpr uint32_t swizzled_offset(int rows, int row, int co
                                (col % 8) * 2);
 }
 
-__device__ __forceinline__ uint64_t smem_descriptor(uint32_t address, uint32_t leading_bytes, uint32_t stride_bytes) {
-  constexpr uint64_t kSwizzle128 = 1;
+constexpr uint64_t kSwizzle128 = 1;  // descriptor layout type (bits 62-63) of the 128-byte swizzle
+
+__device__ __forceinline__ uint64_t smem_descriptor(uint32_t address, uint32_t leading_bytes, uint32_t stride_bytes,
+                                                    uint64_t layout = kSwizzle128) {
   return static_cast<uint64_t>((address & 0x3FFFF) >> 4) | (static_cast<uint64_t>(leading_bytes >> 4) << 16) |
-         (static_cast<uint64_t>(stride_bytes >> 4) << 32) | (kSwizzle128 << 62);
+         (static_cast<uint64_t>(stride_bytes >> 4) << 32) | (layout << 62);
+}
+
+// Descriptors of k16 step kk of a swizzled tile of `rows` rows (swizzled_offset). K-major (the
+// reduction index along the row): 32 bytes per step inside a 64-column block. MN-major (the
+// reduction index down the rows, imm-trans 1): 16 rows per step, column blocks rows * 128 apart.
+__device__ __forceinline__ uint64_t k_major_descriptor(uint32_t tile, int rows, int kk) {
+  return smem_descriptor(tile + (kk / 4) * rows * 128 + (kk % 4) * 32, 0, 1024);
+}
+__device__ __forceinline__ uint64_t mn_major_descriptor(uint32_t tile, int rows, int kk) {
+  return smem_descriptor(tile + kk * 16 * 128, rows * 128, 1024);
 }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }

@@ -156,3 +156,81 @@ def test_gpu_kernels_agree(seeded):
         results.append((out, lse))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=2e-2, atol=2e-2)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-4)
+
+
+# ---- the wgmma kernel's two operand paths in isolation (csrc/cuda/wgmma_probe.cu) -----------------
+
+# (leading bytes, stride bytes, layout type) of the kernel's descriptors: S = Q K^T (K-major) and
+# O = P V (V MN-major, 128 keys a tile). wgmma_spec.py models what they read.
+PROBE_FIELDS = {0: (0, 1024, 1), 1: (128 * 128, 1024, 1)}
+
+
+def _probe(mode, dtype, dim, fields):
+    """(wgmma's product, the float32 product) for random operands through one path."""
+    a = torch.randn(64, dim if mode == 0 else 128, device="cuda").to(dtype)
+    b = torch.randn(128, dim, device="cuda").to(dtype)
+    out = torch.full((64, 128 if mode == 0 else dim), float("nan"), device="cuda")
+    code = {torch.float16: 1, torch.bfloat16: 2}[dtype]
+    cuda_attention._ext.cuda().attention.wgmma_probe(code, mode, a.data_ptr(), b.data_ptr(), out.data_ptr(), dim,
+                                                     *fields, torch.cuda.current_stream().cuda_stream)
+    want = a.float() @ (b.float().T if mode == 0 else b.float())
+    return out, want
+
+
+def _agrees(out, want) -> bool:
+    return bool(torch.allclose(out, want, rtol=1e-3, atol=1e-3))
+
+
+def _probe_reads(mode, dim, fields):
+    """Byte offsets (from the 1024-aligned base) every k-step of the probe reads, by the spec model:
+    mode 0 A (64 rows) at 0 and B (128 rows) after it, both K-major; mode 1 B (V) MN-major."""
+    import wgmma_spec as spec
+
+    leading, stride, layout = fields
+    swizzle = {1: "128B", 2: "64B", 3: "32B"}[layout]
+    b_tile = 64 * dim * 2
+    if mode == 0:
+        operands = [(rows_base + (kk // 4) * rows * 128 + (kk % 4) * 32, rows, "K")
+                    for kk in range(dim // 16) for rows_base, rows in ((0, 64), (b_tile, 128))]
+    else:
+        operands = [(b_tile + kk * 16 * 128, dim, "MN") for kk in range(128 // 16)]
+    for start, mn, major in operands:
+        yield spec.operand_byte_addresses(spec.make_descriptor(start, leading, stride, swizzle), mn, 16, major)
+
+
+def _other_fields(mode, dim):
+    """Descriptor fields to try when the kernel's fail, each reading inside the probe's shared
+    memory by the spec model (a wrong guess must not fault and poison the CUDA context)."""
+    smem_bytes = (64 + 128) * dim * 2
+    offsets = (0, 16, 128, 256, 512, 1024, 2048, 8192, 64 * 128, 128 * 128)
+    for layout in (1, 2, 3):
+        for leading in offsets:
+            for stride in offsets[1:]:
+                fields = (leading, stride, layout)
+                if fields == PROBE_FIELDS[mode]:
+                    continue
+                try:
+                    reach = max(int(addresses.max()) for addresses in _probe_reads(mode, dim, fields))
+                except ValueError:  # a layout the model refuses for this operand
+                    continue
+                if reach + 2 <= smem_bytes:
+                    yield fields
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", [0, 1], ids=["q_kt", "p_v"])
+@pytest.mark.parametrize("dim", [64, 128])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gpu_wgmma_operand_paths(seeded, mode, dim, dtype):
+    """One wgmma batch through the kernel's layout and descriptors equals the float32 product. On
+    failure the message names the descriptor fields that do work, if any."""
+    cuda_attention.wgmma_unavailable_reason.cache_clear()
+    if reason := cuda_attention.wgmma_unavailable_reason(torch.device("cuda", torch.cuda.current_device())):
+        pytest.skip(reason)
+    out, want = _probe(mode, dtype, dim, PROBE_FIELDS[mode])
+    if _agrees(out, want):
+        return
+    wrong = (~torch.isclose(out, want, rtol=1e-3, atol=1e-3)).nonzero()[:8].tolist()
+    working = [fields for fields in _other_fields(mode, dim) if _agrees(*_probe(mode, dtype, dim, fields))]
+    pytest.fail(f"wgmma path {mode} (d{dim}, {dtype}): fields {PROBE_FIELDS[mode]} give wrong products, first "
+                f"wrong (row, col): {wrong}; fields that work: {working or 'none of those tried'}")

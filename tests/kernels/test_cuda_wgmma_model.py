@@ -56,13 +56,13 @@ def smem_descriptor(address: int, leading_bytes: int, stride_bytes: int) -> int:
 
 
 def k_major_descriptor(tile: int, rows: int, kk: int) -> int:
-    """attention_wgmma.cu k_major_descriptor."""
+    """wgmma.cuh k_major_descriptor."""
     return smem_descriptor(tile + (kk // 4) * rows * 128 + (kk % 4) * 32, 0, 1024)
 
 
-def v_descriptor(tile: int, kk: int) -> int:
-    """attention_wgmma.cu v_descriptor."""
-    return smem_descriptor(tile + kk * 16 * 128, BLOCK_N * 128, 1024)
+def mn_major_descriptor(tile: int, rows: int, kk: int) -> int:
+    """wgmma.cuh mn_major_descriptor."""
+    return smem_descriptor(tile + kk * 16 * 128, rows * 128, 1024)
 
 
 def tile_copy_chunks(dim: int, rows: int):
@@ -153,7 +153,7 @@ def test_descriptors_read_exactly_the_intended_operands(seeded, dim, stage):
         desc = k_major_descriptor(base + lay["k"][stage], BLOCK_N, kk)
         assert torch.equal(spec.read_operand(smem, desc, mn=BLOCK_N, k=16, major="K"), _bits(k[:, cols]))
     for kk in range(BLOCK_N // 16):  # O += P V: B = V, N = head dim contiguous (MN-major, trans-b 1)
-        desc = v_descriptor(base + lay["v"][stage], kk)
+        desc = mn_major_descriptor(base + lay["v"][stage], BLOCK_N, kk)
         got = spec.read_operand(smem, desc, mn=dim, k=16, major="MN")
         assert torch.equal(got, _bits(v[kk * 16:(kk + 1) * 16].T))
 
@@ -164,13 +164,14 @@ def test_kernel_descriptor_encoding_is_the_spec_encoding():
         assert fields == {"start_address": address, "lbo": lbo, "sbo": sbo, "base_offset": 0, "swizzle": "128B"}
     wgmma_header = (CUDA_DIR / "wgmma.cuh").read_text()
     assert "constexpr uint64_t kSwizzle128 = 1;" in wgmma_header
-    assert "kSwizzle128 << 62" in wgmma_header and "(address & 0x3FFFF) >> 4" in wgmma_header
+    assert "uint64_t layout = kSwizzle128" in wgmma_header and "(layout << 62)" in wgmma_header
+    assert "(address & 0x3FFFF) >> 4" in wgmma_header
 
 
 def test_wgmma_instructions_read_b_the_way_the_descriptors_describe():
     """issue_scores passes trans-b 0 (K is K-major), issue_pv trans-b 1 (V is MN-major)."""
     assert "template ss<0>(s, k_major_descriptor(q_tile" in SOURCE
-    assert "template rs<1>(o, p[kk], v_descriptor(v_tile, kk), 1)" in SOURCE
+    assert "template rs<1>(o, p[kk], mn_major_descriptor(v_tile, kBlockN, kk), 1)" in SOURCE
     header = (CUDA_DIR / "wgmma.cuh").read_text()
     # ss: scale-a, scale-b 1, trans-a 0, trans-b the template's immediate (operand after scale_d)
     assert header.count('"}, %32, %33, p, 1, 1, 0, %35;') == 2  # m64n64, f16 and bf16

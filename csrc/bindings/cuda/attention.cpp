@@ -61,6 +61,18 @@ const BindingRegistrar registrar("attention", [](py::module_& m) {
       py::call_guard<py::gil_scoped_release>(),
       "FlashAttention forward on tensor cores (fp16/bf16, head dim 64/128): kernel 1 is mma.sync "
       "(sm_80+), 2 is wgmma (sm_90a, when wgmma_compiled()).");
+  m.def(
+      "wgmma_probe",
+      [](int dtype, int mode, uintptr_t a, uintptr_t b, uintptr_t out, int head_dim, uint32_t leading_bytes,
+         uint32_t stride_bytes, int layout, uintptr_t stream) {
+        const WgmmaProbeArgs args{reinterpret_cast<const void*>(a), reinterpret_cast<const void*>(b),
+                                  reinterpret_cast<float*>(out), mode, head_dim, leading_bytes, stride_bytes, layout};
+        wgmma_probe_cuda(dtype, args, stream);
+      },
+      py::arg("dtype"), py::arg("mode"), py::arg("a"), py::arg("b"), py::arg("out"), py::arg("head_dim"),
+      py::arg("leading_bytes"), py::arg("stride_bytes"), py::arg("layout"), py::arg("stream"),
+      py::call_guard<py::gil_scoped_release>(),
+      "One wgmma batch over one operand path of the wgmma attention kernel (GPU tests; sm_90a builds).");
   m.def("wgmma_compiled", &attention_wgmma_compiled,
         "Whether this build holds the sm_90a (H100 / H200) wgmma attention forward.");
   m.def(
