@@ -244,7 +244,10 @@ __global__ void __launch_bounds__(kThreads, 1) attention_fwd_wgmma_kernel(Attent
     if constexpr (decltype(with_pv)::value) issue_pv(block - 1);
     wgmma_wait<decltype(with_pv)::value ? 1 : 0>();
     keep_in_order(s);
-    softmax(block, masked);
+    // Always taken (the launcher refuses seq_k < 1): ptxas schedules a wgmma wait as early as it
+    // can inside a basic block, which would hoist the wait for P V above this softmax and
+    // serialise the two; a branch it cannot fold keeps the softmax between the waits (SASS).
+    if (seq_k > 0) softmax(block, masked);
     if constexpr (decltype(with_pv)::value) {
       wgmma_wait<0>();
       keep_in_order(o);
