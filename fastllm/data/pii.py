@@ -248,6 +248,17 @@ def _find_ipv4(text: str) -> Iterable[Match]:
             yield Match("IP", "ipv4", m.start(), m.end())
 
 
+# Dotted numbers that name a part of a document or a release, not a host: "Section 1.2.3.4",
+# "§ 4.1.2.3", "version 2.0.1.7", "v1.2.3.4".
+_NUMBERING_WORD = re.compile(r"(?i)(?:(?<!\w)(?:sections?|sec|chapters?|clauses?|articles?|art|paragraphs?|para|"
+                             r"rules?|figures?|fig|tables?|versions?|ver|release|steps?|items?|appendix|part)\.?"
+                             r"\s*|§+\s*|(?<!\w)v)$")
+
+
+def _is_numbering(text: str, match: Match) -> bool:
+    return match.kind == "ipv4" and _NUMBERING_WORD.search(text, max(0, match.start - 16), match.start) is not None
+
+
 _IPV6_HINT = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]|::")
 
 
@@ -364,6 +375,7 @@ def _detect(text: str, wanted: set[str], bits: int, windows: list[tuple[int, int
         window = text[a:b]
         for finder in digit_finders:
             found.extend(Match(m.type, m.kind, m.start + a, m.end + a) for m in finder(window))
+    found = [m for m in found if not _is_numbering(text, m)]
     if len(found) < 2:
         return found
     found.sort(key=lambda m: (PRIORITY[m.type], m.start, -(m.end - m.start)))

@@ -31,6 +31,15 @@ def test_redact_replaces_with_typed_placeholders():
     assert counts == {"EMAIL": 1} and "4111 1111" in only_email
 
 
+def test_section_and_version_numbers_are_not_addresses():
+    text = ("See Section 1.2.3.4, § 4.1.2.3 and Fig. 2.1.0.3 of release 10.0.0.1; v1.2.3.4 installed. "
+            "The host at 10.0.0.1 answered, server 192.168.1.20 too (versions: 1.2.3.4).")
+    redacted, counts = redact(text)
+    assert redacted == ("See Section 1.2.3.4, § 4.1.2.3 and Fig. 2.1.0.3 of release 10.0.0.1; v1.2.3.4 installed. "
+                        "The host at <IP> answered, server <IP> too (versions: <IP>).")
+    assert counts == {"IP": 3}
+
+
 def test_private_key_block_and_jwt():
     block = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"
     assert redact(f"key:\n{block}\nend") == ("key:\n<SECRET>\nend", {"SECRET": 1})
