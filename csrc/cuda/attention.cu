@@ -31,8 +31,8 @@
 // and the block's copies write 8 KB a warp: ~12.5 flop per shared byte, so at 128 B/clk/SM shared
 // memory caps an H100 SXM (132 SMs, ~1.75 GHz under load) near 380 TFLOP/s, below mma.sync's own
 // ceiling (~2/3 of the 990 TFLOP/s wgmma peak); FA2 (32 rows a warp, half the K/V reads per
-// flop) reaches ~330-350 there. Registers: 64 (O) + 32 (S) + 32 (Q) per thread at D = 128, 201
-// (sm_80) / 204 (sm_90) in all, no spills: two 128-thread blocks per SM (8 warps). Shared
+// flop) reaches ~330-350 there. Registers: 64 (O) + 32 (S) + 32 (Q) per thread at D = 128, 202
+// (sm_80) / 201 (sm_90) in all, no spills: two 128-thread blocks per SM (8 warps). Shared
 // memory: 2 stages x (K, V) x 64 x 136 x 2 B = 68 KB at D = 128 (two blocks per SM on sm_80 and
 // sm_90, one on sm_86 / sm_89), 36 KB at D = 64 (~160 registers: three blocks per SM).
 // Measured (H100 80GB HBM3, bf16, causal, hd 128): 187-239 TFLOP/s from 1K to 16K tokens,
@@ -55,6 +55,7 @@
 
 #include "cuda/attention_cuda.h"
 #include "cuda/cuda_check.cuh"
+#include "cuda/attention_store.cuh"
 #include "cuda/mma_utils.cuh"
 
 namespace fastllm {
@@ -64,7 +65,6 @@ constexpr int kBlockM = 64;  // query rows per block (16 per warp)
 constexpr int kBlockN = 64;  // keys per iteration
 constexpr int kThreads = 128;
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 
 // Copies the 64 rows starting at `src` (row stride `stride` elements) into shared memory with
 // row pitch D + 8; rows at or past `rows_left` are zero-filled. Each thread moves the same
@@ -283,25 +283,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_fwd_mma_kernel(Attentio
   for (; block < min(n_full, n_blocks); ++block) step(block, std::false_type{});
   for (; block < n_blocks; ++block) step(block, std::true_type{});
 
-  // Finish the row sums across the 4 threads of a row, normalise, store out and lse.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += __shfl_xor_sync(0xffffffff, row_sum[r], 1);
-    row_sum[r] += __shfl_xor_sync(0xffffffff, row_sum[r], 2);
-  }
-  auto* out = static_cast<T*>(a.out) + b * a.out_strides[0] + h * a.out_strides[1];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (rows[r] >= seq_q) continue;
-    const float inv = 1.0f / row_sum[r];
-    T* out_row = out + rows[r] * a.out_strides[2];
-#pragma unroll
-    for (int dn = 0; dn < D / 8; ++dn) {
-      const uint32_t packed = Op::pack(o[dn][2 * r] * inv, o[dn][2 * r + 1] * inv);
-      *reinterpret_cast<uint32_t*>(out_row + dn * 8 + t4 * 2) = packed;
-    }
-    if (t4 == 0) a.lse[bh * seq_q + rows[r]] = fmaf(row_max[r], scale_log2, log2f(row_sum[r])) * kLn2;
-  }
+  store_output_rows<T, D>(a, bh, &o[0][0], row_sum, row_max, rows, scale_log2);
 #else
   __trap();  // tensor-core path needs sm_80+; the Python launcher checks the capability
 #endif

@@ -36,6 +36,7 @@
 
 #include "cuda/attention_cuda.h"
 #include "cuda/cuda_check.cuh"
+#include "cuda/attention_store.cuh"
 #include "cuda/mma_utils.cuh"
 #include "cuda/wgmma.cuh"
 
@@ -47,7 +48,6 @@ constexpr int kBlockN = 128;  // keys per step
 constexpr int kThreads = 256;
 constexpr int kGroupRows = 64;
 constexpr float kLog2e = 1.4426950408889634f;
-[[maybe_unused]] constexpr float kLn2 = 0.6931471805599453f;
 
 // Byte offsets of the tiles from the 1024-aligned base: Q, K stage 0 / 1, V stage 0 / 1.
 template <int D>
@@ -270,24 +270,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_fwd_wgmma_kernel(Attent
   wgmma_wait<0>();
   keep_in_order(o);
 
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += __shfl_xor_sync(0xffffffff, row_sum[r], 1);
-    row_sum[r] += __shfl_xor_sync(0xffffffff, row_sum[r], 2);
-  }
-  auto* out = static_cast<T*>(a.out) + b * a.out_strides[0] + h * a.out_strides[1];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (rows[r] >= seq_q) continue;
-    const float inv = 1.0f / row_sum[r];
-    T* out_row = out + rows[r] * a.out_strides[2];
-#pragma unroll
-    for (int dn = 0; dn < D / 8; ++dn) {
-      const uint32_t packed = MmaOp<T>::pack(o[4 * dn + 2 * r] * inv, o[4 * dn + 2 * r + 1] * inv);
-      *reinterpret_cast<uint32_t*>(out_row + dn * 8 + t4 * 2) = packed;
-    }
-    if (t4 == 0) a.lse[bh * seq_q + rows[r]] = fmaf(row_max[r], scale_log2, log2f(row_sum[r])) * kLn2;
-  }
+  store_output_rows<T, D>(a, bh, o, row_sum, row_max, rows, scale_log2);
 #else
   __trap();  // sm_90a only; attention_wgmma_compiled() tells the launcher whether this exists
 #endif

@@ -16,6 +16,7 @@ the PTX ISA independently of the kernel:
 A change to an expression in the .cu / .cuh files needs the matching change here.
 """
 
+import importlib.util
 import math
 import re
 from pathlib import Path
@@ -178,6 +179,14 @@ def test_wgmma_instructions_read_b_the_way_the_descriptors_describe():
     assert header.count('"}, %64, %65, p, 1, 1, 0, %67;') == 2  # m64n128
     assert header.count('"}, {%64, %65, %66, %67}, %68, p, 1, 1, %70;') == 2  # rs m64n128
     assert header.count('"r"(scale_d), "n"(kTransB));') == 8
+
+
+def test_generated_wrappers_match_their_generator():
+    spec_ = importlib.util.spec_from_file_location("wgmma_gen", CUDA_DIR / "wgmma_gen.py")
+    generator = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(generator)
+    assert generator.generated_block() in (CUDA_DIR / "wgmma.cuh").read_text(), \
+        "wgmma.cuh's generated block is stale: python3 csrc/cuda/wgmma_gen.py --write"
 
 
 # ---- register fragments --------------------------------------------------------------------------
