@@ -55,7 +55,7 @@
 
 #include "cuda/attention_cuda.h"
 #include "cuda/cuda_check.cuh"
-#include "cuda/attention_store.cuh"
+#include "cuda/attention_rows.cuh"
 #include "cuda/mma_utils.cuh"
 
 namespace fastllm {
@@ -209,57 +209,11 @@ __global__ void __launch_bounds__(kThreads, 2) attention_fwd_mma_kernel(Attentio
       }
     }
 
-    // Mask (diagonal and tail blocks only), new row max over the 4 threads sharing a row.
-    if constexpr (kMasked) {
-      const int key0 = block * kBlockN + t4 * 2;
-      const int left[2] = {limit[0] - key0, limit[1] - key0};
-#pragma unroll
-      for (int j = 0; j < kBlockN / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          if (j * 8 + (e & 1) >= left[e >> 1]) s[j][e] = -INFINITY;
-        }
-      }
-    }
-    float new_max[2] = {row_max[0], row_max[1]};
-#pragma unroll
-    for (int j = 0; j < kBlockN / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) new_max[e >> 1] = fmaxf(new_max[e >> 1], s[j][e]);
-    }
-    float alpha[2], neg_max[2], block_sum[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      new_max[r] = fmaxf(new_max[r], __shfl_xor_sync(0xffffffff, new_max[r], 1));
-      new_max[r] = fmaxf(new_max[r], __shfl_xor_sync(0xffffffff, new_max[r], 2));
-      // Finite from block 0 on (key 0 is visible to every row); the old max is -inf only there,
-      // where alpha = exp2(-inf) = 0 scales the zero accumulators. An unchanged max gives alpha 1
-      // exactly.
-      neg_max[r] = -new_max[r] * scale_log2;
-      alpha[r] = exp2f((row_max[r] - new_max[r]) * scale_log2);
-      row_max[r] = new_max[r];
-    }
-#pragma unroll
-    for (int j = 0; j < kBlockN / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[j][e] = exp2f(fmaf(s[j][e], scale_log2, neg_max[e >> 1]));
-        block_sum[e >> 1] += s[j][e];
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) row_sum[r] = fmaf(row_sum[r], alpha[r], block_sum[r]);
-    // Once the row maxima settle most blocks leave all 16 of the warp's unchanged (alpha exactly
-    // 1): skip the D/2 multiplies then (a warp-uniform branch).
-    if (__any_sync(0xffffffff, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
-#pragma unroll
-      for (int dn = 0; dn < D / 8; ++dn) {
-        o[dn][0] *= alpha[0];
-        o[dn][1] *= alpha[0];
-        o[dn][2] *= alpha[1];
-        o[dn][3] *= alpha[1];
-      }
-    }
+    // Mask (diagonal and tail blocks only), softmax, rescale O.
+    float alpha[2];
+    online_softmax<kBlockN / 2, kMasked>(&s[0][0], block * kBlockN + t4 * 2, limit, row_max, row_sum, alpha,
+                                         scale_log2);
+    rescale_rows<D / 2>(&o[0][0], alpha);
 
     // O += P V: P's A fragments are the S accumulators of n-tiles 2kk and 2kk+1; one
     // ldmatrix.x4.trans gives the B fragments (keys 0-7 | 8-15 of the k-step) of two d-tiles.

@@ -36,7 +36,7 @@
 
 #include "cuda/attention_cuda.h"
 #include "cuda/cuda_check.cuh"
-#include "cuda/attention_store.cuh"
+#include "cuda/attention_rows.cuh"
 #include "cuda/mma_utils.cuh"
 #include "cuda/wgmma.cuh"
 
@@ -186,46 +186,15 @@ __global__ void __launch_bounds__(kThreads, 1) attention_fwd_wgmma_kernel(Attent
     wgmma_commit();
   };
 
-  // Softmax of block `block` in place in s: masked scores, new row max, alpha, exp2, row sums.
+  // Softmax of block `block` in place in s (attention_rows.cuh).
   auto softmax = [&](int block, auto masked) {
-    if constexpr (decltype(masked)::value) {
-      const int key0 = block * kBlockN + t4 * 2;
-      const int left[2] = {limit[0] - key0, limit[1] - key0};
-#pragma unroll
-      for (int j = 0; j < kBlockN / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          if (j * 8 + (e & 1) >= left[e >> 1]) s[4 * j + e] = -INFINITY;
-        }
-      }
-    }
-    float new_max[2] = {row_max[0], row_max[1]};
-#pragma unroll
-    for (int i = 0; i < kBlockN / 2; ++i) new_max[(i >> 1) & 1] = fmaxf(new_max[(i >> 1) & 1], s[i]);
-    float neg_max[2], block_sum[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      new_max[r] = fmaxf(new_max[r], __shfl_xor_sync(0xffffffff, new_max[r], 1));
-      new_max[r] = fmaxf(new_max[r], __shfl_xor_sync(0xffffffff, new_max[r], 2));
-      neg_max[r] = -new_max[r] * scale_log2;
-      alpha[r] = exp2f((row_max[r] - new_max[r]) * scale_log2);
-      row_max[r] = new_max[r];
-    }
-#pragma unroll
-    for (int i = 0; i < kBlockN / 2; ++i) {
-      s[i] = exp2f(fmaf(s[i], scale_log2, neg_max[(i >> 1) & 1]));
-      block_sum[(i >> 1) & 1] += s[i];
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) row_sum[r] = fmaf(row_sum[r], alpha[r], block_sum[r]);
+    online_softmax<kBlockN / 2, decltype(masked)::value>(s, block * kBlockN + t4 * 2, limit, row_max, row_sum, alpha,
+                                                         scale_log2);
   };
   // After the P V batch finished: rescale O, turn the new probabilities into P's A fragments
   // (the accumulator of n-tiles 2kk, 2kk + 1 is the A fragment of k-step kk).
   auto rescale_and_pack = [&] {
-    if (__any_sync(0xffffffff, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
-#pragma unroll
-      for (int i = 0; i < D / 2; ++i) o[i] *= alpha[(i >> 1) & 1];
-    }
+    rescale_rows<D / 2>(o, alpha);
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {
       p[kk][0] = MmaOp<T>::pack(s[8 * kk + 0], s[8 * kk + 1]);

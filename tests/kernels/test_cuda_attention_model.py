@@ -162,9 +162,10 @@ def test_s_accumulators_repacked_are_the_a_operand_of_p():
 
 
 def test_mask_and_store_indices_follow_the_c_layout():
-    """attention.cu: s[j][e] is key block * 64 + j*8 + t4*2 + (e&1) (the mask compares
-    j*8 + (e&1) with limit[e>>1] - key0, key0 = block*64 + t4*2) of row rows[e>>1] = g + 8*(e>>1);
-    the store writes o[dn][2r], o[dn][2r+1] to row g + 8r, columns dn*8 + t4*2 (+1)."""
+    """attention.cu: s[j][e] is key block * 64 + j*8 + t4*2 + (e&1) (the mask in attention_rows.cuh
+    compares j*8 + (e&1) with limit[e>>1] - key0, key0 = block*64 + t4*2, for i = 4j + e) of row
+    rows[e>>1] = g + 8*(e>>1); the store (store_output_rows) writes o[dn][2r], o[dn][2r+1] to row
+    g + 8r, columns dn*8 + t4*2 (+1)."""
     for lane in range(32):
         g, t4 = lane >> 2, lane & 3
         for e in range(4):
@@ -234,8 +235,8 @@ def test_reference64_is_attention_ref(seeded):
 def lane_mask(block, limit):
     """The masked step's test, element by element through the C layout: row i of the block is
     warp i // 16, g = i % 8, r = (i % 16) // 8; key column c is j = c // 8, t4 = (c % 8) // 2,
-    e & 1 = c % 2. attention.cu: left = limit[r] - (block * 64 + t4 * 2); hidden iff
-    j * 8 + (e & 1) >= left. Returns the (BLOCK_M, BLOCK_N) visibility."""
+    e & 1 = c % 2. attention_rows.cuh online_softmax: left = limit[r] - (block * 64 + t4 * 2);
+    hidden iff j * 8 + (e & 1) >= left. Returns the (BLOCK_M, BLOCK_N) visibility."""
     visible = torch.zeros(BLOCK_M, BLOCK_N, dtype=torch.bool)
     for i in range(BLOCK_M):
         for c in range(BLOCK_N):
