@@ -6,8 +6,8 @@ the flash-attention benchmarks do. Decoding (T = 1) is bound by reading the KV c
 2 * B*Hkv*S*D*sizeof(dtype) bytes, so it is reported in GB/s.
 
 GPU (when one is visible): bf16, causal, head dim 128, 16K tokens per batch (B = 16384 / T),
-16 heads, T = S in 1K..16K: the Triton forward and the CUDA ones (mma.sync, and wgmma on
-H100 / H200) vs SDPA's flash backend, and forward + backward (the CUDA backend's backward is the
+16 heads, T = S in 1K..16K: the Triton forward and the CUDA ones (mma.sync, and wgmma with
+128- and 64-row tiles on H100 / H200) vs SDPA's flash backend, and forward + backward (the CUDA backend's backward is the
 Triton one); then the split-KV decoding kernel vs
 SDPA on a 32K-token cache. A GPU sample is several calls back to back (bench/_common.py's
 gpu_calls_timer: host overhead hidden behind queued kernels, as in a model); decoding is also
@@ -109,7 +109,7 @@ def gpu_columns() -> list[tuple[str, str, str | None]]:
     if dispatch.unavailable_reason("attention", "cuda", device) is None:
         columns.append(("cuda-mma", "cuda", "mma"))
         if cuda_attention.wgmma_unavailable_reason(device) is None:
-            columns.append(("cuda-wgmma", "cuda", "wgmma"))
+            columns += [(f"cuda-{kernel}", "cuda", kernel) for kernel in cuda_attention.WGMMA_KERNELS]
     return columns
 
 

@@ -267,7 +267,7 @@ void launch(const AttentionCudaArgs& a, cudaStream_t stream) {
 
 #ifndef FASTLLM_HAVE_SM90A
 bool attention_wgmma_compiled() { return false; }
-void attention_fwd_wgmma_cuda(int, const AttentionCudaArgs&, uintptr_t) {
+void attention_fwd_wgmma_cuda(int, const AttentionCudaArgs&, uintptr_t, AttentionKernel) {
   throw std::invalid_argument("attention_fwd_cuda: this build has no sm_90a wgmma kernel (architectures without 90)");
 }
 void wgmma_probe_cuda(int, const WgmmaProbeArgs&, uintptr_t) {
@@ -295,9 +295,10 @@ void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stre
   if (dtype != 1 && dtype != 2)
     throw std::invalid_argument("attention_fwd_cuda: dtype code must be 1 (float16) or 2 (bfloat16), got " +
                                 std::to_string(dtype));
-  if (kernel == AttentionKernel::kWgmma) return attention_fwd_wgmma_cuda(dtype, args, stream);
+  if (kernel == AttentionKernel::kWgmma || kernel == AttentionKernel::kWgmma64)
+    return attention_fwd_wgmma_cuda(dtype, args, stream, kernel);
   if (kernel != AttentionKernel::kMma)
-    throw std::invalid_argument("attention_fwd_cuda: kernel must be 1 (mma) or 2 (wgmma), got " +
+    throw std::invalid_argument("attention_fwd_cuda: kernel must be 1 (mma), 2 (wgmma) or 3 (wgmma64), got " +
                                 std::to_string(static_cast<int>(kernel)));
   auto s = reinterpret_cast<cudaStream_t>(stream);
   switch (dtype) {

@@ -21,9 +21,9 @@ struct AttentionCudaArgs {
   bool causal;  // bottom-right aligned: query i sees keys j <= i + S - T
 };
 
-// Forward kernels: the mma.sync one (attention.cu, sm_80+) and the wgmma one
+// Forward kernels: the mma.sync one (attention.cu, sm_80+) and the wgmma one in two tilings
 // (attention_wgmma.cu, sm_90a: H100 / H200 only, built when the architectures include 90).
-enum class AttentionKernel : int { kMma = 1, kWgmma = 2 };
+enum class AttentionKernel : int { kMma = 1, kWgmma = 2, kWgmma64 = 3 };
 
 // dtype: 1 float16, 2 bfloat16 (tensor cores, sm_80+); head_dim 64 or 128.
 void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream,
@@ -32,16 +32,16 @@ void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stre
 // Whether this build holds the sm_90a wgmma forward; the launcher behind kWgmma (arguments
 // already checked by attention_fwd_cuda).
 bool attention_wgmma_compiled();
-void attention_fwd_wgmma_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream);
+void attention_fwd_wgmma_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream, AttentionKernel kernel);
 
 // wgmma_probe.cu: one wgmma batch over one operand path of the wgmma kernel (mode 0: S = Q K^T,
-// a (64, D), b (128, D); mode 1: O = P V, a = P (64, 128), b = V (128, D)); row-major 16-bit
+// a (64, D), b (keys, D); mode 1: O = P V, a = P (64, keys), b = V (keys, D)); row-major 16-bit
 // inputs, out row-major float32. Descriptor fields as given (GPU tests search them on failure).
 struct WgmmaProbeArgs {
   const void* a;
   const void* b;
   float* out;
-  int mode, head_dim;
+  int mode, head_dim, keys;
   uint32_t leading_bytes, stride_bytes;
   int layout;
 };

@@ -3,11 +3,16 @@
 // Built only into the sm_90a object (CMakeLists.txt); elsewhere the entry point reports that it
 // was not compiled, and cuda.py never picks it.
 //
-// Grid (cdiv(T, 128), B * H), heaviest query blocks first as in attention.cu. 256 threads: two
-// warpgroups, each owning 64 query rows. Shared memory, every tile 128-byte swizzled
-// (wgmma.cuh): Q (128 x D), K in two stages and V in two stages (128 keys x D each), 160 KB at
-// D = 128. Q is staged once with plain loads (sign-flipped when scale < 0, as in attention.cu);
-// K and V stream in by cp.async.
+// Two tilings (Tiles below), chosen by the caller (AttentionKernel):
+//   kWgmma:   128 query rows (two warpgroups of 64), 128 keys a step, 256 threads, one block per
+//             SM (160 KB of shared memory at D = 128): K / V tiles reused by twice the rows.
+//   kWgmma64: 64 query rows (one warpgroup), 64 keys a step, 128 threads, two blocks per SM
+//             (80 KB each at D = 128): the blocks of an SM run unsynchronised, so one's softmax
+//             overlaps the other's matrix products (Triton's fastest Hopper tiling is this one).
+// Grid (cdiv(T, rows), B * H), heaviest query blocks first as in attention.cu. Shared memory,
+// every tile 128-byte swizzled (wgmma.cuh): Q, K in two stages and V in two stages. Q is staged
+// once with plain loads (sign-flipped when scale < 0, as in attention.cu); K and V stream in by
+// cp.async.
 // Step j (one barrier each) copies K[j+1] and V[j] ahead, then issues, as two wgmma batches,
 // S = Q K[j]^T (both operands from shared memory) and O += P[j-1] V[j-1] (P from registers, V
 // read MN-major), so the softmax of block j runs while the tensor cores still add block j - 1:
@@ -16,13 +21,15 @@
 // The buffers a step refills were last read by the step before, whose wgmma batches every
 // warpgroup has waited for before it reaches the barrier.
 //
-// Napkin math (D = 128): per 128-key block a warpgroup issues 16 wgmma m64n128k16 (4.2 MFLOP)
-// and ~8 instructions per score for the softmax (64 scores a thread); the tensor cores take
-// ~64 cycles per m64n128k16, ~1000 cycles a block for both warpgroups, while a warpgroup's
-// softmax costs ~500 issue cycles and overlaps the other warpgroup's and its own P V. Registers:
-// O 64 + S 64 + P 32 a thread. K / V traffic: 64 KB per block pair from L2 for 8.4 MFLOP.
-// Test: tests/kernels/test_attention_backends.py -m cuda (kernel="wgmma"); shared-memory layout
-// model (CPU): tests/kernels/test_cuda_wgmma_model.py. Benchmark: bench/bench_attention.py.
+// Napkin math (D = 128, kWgmma): per 128-key block a warpgroup issues 16 wgmma m64n128k16
+// (4.2 MFLOP) and ~8 instructions per score for the softmax (64 scores a thread); the tensor
+// cores take ~64 cycles per m64n128k16, ~2000 cycles a block for both warpgroups, while a
+// warpgroup's softmax costs ~500-1000 issue cycles and overlaps its own and the other's wgmma.
+// Registers: O 64 + S 64 + P 32 a thread (kWgmma64: 64 + 32 + 16). K / V traffic from L2: 64 KB
+// per 8.4 MFLOP (kWgmma64: 32 KB per 2.1 MFLOP).
+// Tests: tests/kernels/test_cuda_attention_forward.py -m cuda; shared-memory layout, descriptor
+// and step-order models (CPU): tests/kernels/test_cuda_wgmma_model.py; what ptxas made of it:
+// tests/kernels/test_cuda_sass.py. Benchmark: bench/bench_attention.py.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -43,14 +50,22 @@
 namespace fastllm {
 namespace {
 
-constexpr int kBlockM = 128;  // query rows per block: two warpgroups of 64
-constexpr int kBlockN = 128;  // keys per step
-constexpr int kThreads = 256;
-constexpr int kGroupRows = 64;
-constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kGroupRows = 64;  // query rows of one warpgroup (wgmma's M)
+[[maybe_unused]] constexpr float kLog2e = 1.4426950408889634f;
+
+// A tiling: kGroups warpgroups of 64 query rows, kKeys keys a step.
+template <int kGroups, int kKeys>
+struct Tiles {
+  static constexpr int kBlockM = kGroups * kGroupRows;
+  static constexpr int kBlockN = kKeys;
+  static constexpr int kThreads = kGroups * 128;
+  static constexpr int kBlocksPerSm = kGroups == 1 ? 2 : 1;  // __launch_bounds__: the register budget
+};
+using WideTiles = Tiles<2, 128>;   // AttentionKernel::kWgmma
+using NarrowTiles = Tiles<1, 64>;  // AttentionKernel::kWgmma64
 
 // Byte offsets of the tiles from the 1024-aligned base: Q, K stage 0 / 1, V stage 0 / 1.
-template <int D>
+template <int D, int kBlockM, int kBlockN>
 struct SharedLayout {
   static constexpr uint32_t kQBytes = kBlockM * D * 2;
   static constexpr uint32_t kKvBytes = kBlockN * D * 2;
@@ -62,7 +77,7 @@ struct SharedLayout {
 
 // Thread t copies 16-byte chunk t % (D / 8) of rows t / (D / 8) + i * kRowsPerPass. Those rows
 // share row % 8, so one swizzled offset plus i * kRowsPerPass * 128 bytes addresses all of them.
-template <int D>
+template <int D, int kThreads>
 struct TileCopy {
   static constexpr int kChunksPerRow = D / 8;
   static constexpr int kRowsPerPass = kThreads / kChunksPerRow;
@@ -104,10 +119,12 @@ struct TileCopy {
   }
 };
 
-template <typename T, int D>
-__global__ void __launch_bounds__(kThreads, 1) attention_fwd_wgmma_kernel(AttentionCudaArgs a) {
+template <typename T, int D, class Tile>
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
+    attention_fwd_wgmma_kernel(AttentionCudaArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using Layout = SharedLayout<D>;
+  constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN;
+  using Layout = SharedLayout<D, kBlockM, kBlockN>;
   extern __shared__ __align__(1024) uint8_t raw_smem[];
   const uint32_t raw_address = shared_address(raw_smem);
   const uint32_t pad = (1024 - (raw_address & 1023)) & 1023;
@@ -125,7 +142,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_fwd_wgmma_kernel(Attent
   const auto* v = static_cast<const uint16_t*>(a.v) + b * a.v_strides[0] + kv_head * a.v_strides[1];
   const int64_t k_step = kBlockN * a.k_strides[2], v_step = kBlockN * a.v_strides[2];
 
-  const TileCopy<D> copy;
+  const TileCopy<D, Tile::kThreads> copy;
   copy.template flipped<kBlockM>(smem, q + m0 * a.q_strides[2], a.q_strides[2], seq_q - m0,
                                  a.scale < 0.0f ? 0x80008000u : 0u);
   copy.template async<kBlockN>(base + Layout::k_tile(0), k, a.k_strides[2], seq_k);
@@ -245,22 +262,32 @@ __global__ void __launch_bounds__(kThreads, 1) attention_fwd_wgmma_kernel(Attent
 #endif
 }
 
-template <typename T, int D>
-void launch_dim(const AttentionCudaArgs& a, cudaStream_t stream) {
-  constexpr int kBytes = SharedLayout<D>::kBytes;
-  const dim3 grid(static_cast<unsigned>((a.seq_q + kBlockM - 1) / kBlockM), static_cast<unsigned>(a.batch * a.heads));
-  FASTLLM_CUDA_CHECK(cudaFuncSetAttribute(attention_fwd_wgmma_kernel<T, D>,
+template <typename T, int D, class Tile>
+void launch_tiles(const AttentionCudaArgs& a, cudaStream_t stream) {
+  constexpr int kBytes = SharedLayout<D, Tile::kBlockM, Tile::kBlockN>::kBytes;
+  const dim3 grid(static_cast<unsigned>((a.seq_q + Tile::kBlockM - 1) / Tile::kBlockM),
+                  static_cast<unsigned>(a.batch * a.heads));
+  FASTLLM_CUDA_CHECK(cudaFuncSetAttribute(attention_fwd_wgmma_kernel<T, D, Tile>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes));
-  attention_fwd_wgmma_kernel<T, D><<<grid, kThreads, kBytes, stream>>>(a);
+  attention_fwd_wgmma_kernel<T, D, Tile><<<grid, Tile::kThreads, kBytes, stream>>>(a);
   FASTLLM_CUDA_CHECK_LAUNCH("attention_fwd_wgmma_kernel");
 }
 
-template <typename T>
+template <typename T, class Tile>
 void launch(const AttentionCudaArgs& a, cudaStream_t stream) {
   if (a.head_dim == 64) {
-    launch_dim<T, 64>(a, stream);
+    launch_tiles<T, 64, Tile>(a, stream);
   } else {
-    launch_dim<T, 128>(a, stream);
+    launch_tiles<T, 128, Tile>(a, stream);
+  }
+}
+
+template <class Tile>
+void launch_dtype(int dtype, const AttentionCudaArgs& a, cudaStream_t stream) {
+  if (dtype == 1) {
+    launch<__half, Tile>(a, stream);
+  } else {
+    launch<__nv_bfloat16, Tile>(a, stream);
   }
 }
 
@@ -269,12 +296,13 @@ void launch(const AttentionCudaArgs& a, cudaStream_t stream) {
 bool attention_wgmma_compiled() { return true; }
 
 // Arguments were checked by attention_fwd_cuda (attention.cu), the only caller.
-void attention_fwd_wgmma_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream_handle) {
+void attention_fwd_wgmma_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stream_handle,
+                              AttentionKernel kernel) {
   auto stream = reinterpret_cast<cudaStream_t>(stream_handle);
-  if (dtype == 1) {
-    launch<__half>(args, stream);
+  if (kernel == AttentionKernel::kWgmma64) {
+    launch_dtype<NarrowTiles>(dtype, args, stream);
   } else {
-    launch<__nv_bfloat16>(args, stream);
+    launch_dtype<WideTiles>(dtype, args, stream);
   }
 }
 

@@ -2,12 +2,13 @@
 // the GPU tests (tests/kernels/test_cuda_attention_forward.py). Should the attention kernel
 // disagree with the reference on a new card, these say which path is wrong, and with the
 // descriptor fields given at run time a test can find the encoding that works.
-//   mode 0, S = Q K^T: A (64 x D) and B (128 x D) both K-major in 128-byte-swizzled shared memory
-//     (Q and K of the kernel), D / 16 ss steps; out (64 x 128) float32.
-//   mode 1, O = P V: A = P (64 x 128) from registers, B = V (128 x D) read MN-major (imm-trans-b 1),
-//     8 rs steps; out (64 x D) float32.
+//   mode 0, S = Q K^T: A (64 x D) and B (keys x D) both K-major in 128-byte-swizzled shared memory
+//     (Q and K of the kernel), D / 16 ss steps; out (64 x keys) float32.
+//   mode 1, O = P V: A = P (64 x keys) from registers, B = V (keys x D) read MN-major
+//     (imm-trans-b 1), keys / 16 rs steps; out (64 x D) float32.
+// keys is 128 or 64, the two tilings of the kernel.
 // The shared-memory descriptors take their leading / stride byte offsets and layout type from the
-// caller (the kernel's: mode 0 LBO 0, SBO 1024; mode 1 LBO 128 * 128, SBO 1024; layout 1); the
+// caller (the kernel's: mode 0 LBO 0, SBO 1024; mode 1 LBO keys * 128, SBO 1024; layout 1); the
 // start addresses are the kernel's.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -25,7 +26,7 @@
 namespace fastllm {
 namespace {
 
-constexpr int kRowsA = 64, kRowsB = 128, kThreads = 128;
+constexpr int kRowsA = 64, kThreads = 128;
 
 // Row-major rows x D 16-bit values from global memory into a swizzled tile (plain stores).
 template <int D>
@@ -47,7 +48,7 @@ __device__ void store_accumulator(float* out, const float (&acc)[kCount], int co
   }
 }
 
-template <typename T, int D>
+template <typename T, int D, int kRowsB>
 __global__ void __launch_bounds__(kThreads, 1) wgmma_probe_kernel(WgmmaProbeArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) uint8_t raw_smem[];
@@ -114,13 +115,18 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_probe_kernel(WgmmaProbeArgs
 #endif
 }
 
+template <typename T, int D, int kRowsB>
+void launch_keys(const WgmmaProbeArgs& a, cudaStream_t stream) {
+  constexpr int kBytes = (kRowsA + kRowsB) * D * 2 + 1024;
+  FASTLLM_CUDA_CHECK(cudaFuncSetAttribute(wgmma_probe_kernel<T, D, kRowsB>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes));
+  wgmma_probe_kernel<T, D, kRowsB><<<1, kThreads, kBytes, stream>>>(a);
+  FASTLLM_CUDA_CHECK_LAUNCH("wgmma_probe_kernel");
+}
+
 template <typename T, int D>
 void launch(const WgmmaProbeArgs& a, cudaStream_t stream) {
-  constexpr int kBytes = (kRowsA + kRowsB) * D * 2 + 1024;
-  FASTLLM_CUDA_CHECK(
-      cudaFuncSetAttribute(wgmma_probe_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes));
-  wgmma_probe_kernel<T, D><<<1, kThreads, kBytes, stream>>>(a);
-  FASTLLM_CUDA_CHECK_LAUNCH("wgmma_probe_kernel");
+  a.keys == 64 ? launch_keys<T, D, 64>(a, stream) : launch_keys<T, D, 128>(a, stream);
 }
 
 }  // namespace
@@ -129,6 +135,7 @@ void wgmma_probe_cuda(int dtype, const WgmmaProbeArgs& args, uintptr_t stream_ha
   if (args.mode != 0 && args.mode != 1) throw std::invalid_argument("wgmma_probe: mode must be 0 (Q K^T) or 1 (P V)");
   if (args.head_dim != 64 && args.head_dim != 128) throw std::invalid_argument("wgmma_probe: head_dim must be 64 or 128");
   if (args.layout < 0 || args.layout > 3) throw std::invalid_argument("wgmma_probe: layout must be 0..3");
+  if (args.keys != 64 && args.keys != 128) throw std::invalid_argument("wgmma_probe: keys must be 64 or 128");
   auto stream = reinterpret_cast<cudaStream_t>(stream_handle);
   const bool half = dtype == 1;
   if (dtype != 1 && dtype != 2) throw std::invalid_argument("wgmma_probe: dtype must be 1 (float16) or 2 (bfloat16)");

@@ -209,9 +209,9 @@ def test_automatic_choice_keeps_prefill_on_cuda_where_its_wgmma_forward_is_prefe
     monkeypatch.setattr(op, "_unsupported", lambda name, q, k, v: None)
     monkeypatch.setattr(cuda, "wgmma_unavailable_reason", lambda device: None)
     prefill = _qkv((1, 2, 1, 5, 5, 64), torch.float16)
-    monkeypatch.setattr(cuda, "WGMMA_PREFERRED", False)
+    monkeypatch.setattr(cuda, "HOPPER_FORWARD", None)
     assert choose_backend(*prefill, None) == "triton"
-    monkeypatch.setattr(cuda, "WGMMA_PREFERRED", True)
+    monkeypatch.setattr(cuda, "HOPPER_FORWARD", "wgmma64")
     assert choose_backend(*prefill, None) == "cuda"
     monkeypatch.setattr(cuda, "wgmma_unavailable_reason", lambda device: "not a Hopper card")
     assert choose_backend(*prefill, None) == "triton"

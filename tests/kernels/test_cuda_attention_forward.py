@@ -1,5 +1,5 @@
-"""The CUDA forward kernels for T > 1: mma.sync (csrc/cuda/attention.cu, sm_80+) and wgmma
-(csrc/cuda/attention_wgmma.cu, sm_90a), chosen by fastllm.kernels.attention.cuda.forward_kernel.
+"""The CUDA forward kernels for T > 1: mma.sync (csrc/cuda/attention.cu, sm_80+) and wgmma in two
+tilings (csrc/cuda/attention_wgmma.cu, sm_90a), chosen by fastllm.kernels.attention.cuda.forward_kernel.
 
 On the CPU: the choice and FASTLLM_CUDA_ATTENTION's errors. On a GPU: every kernel that runs
 there against the reference on block-edge lengths, head dims, dtypes, scales and strides. Their
@@ -39,19 +39,20 @@ def _choose(state, capability, compiled):
     return cuda_attention.forward_kernel(torch.device("cuda", 0))
 
 
-def test_auto_keeps_mma_until_wgmma_is_verified(fake_gpu, monkeypatch):
-    assert _choose(fake_gpu, (9, 0), True) == ("wgmma" if cuda_attention.WGMMA_PREFERRED else "mma")
-    monkeypatch.setattr(cuda_attention, "WGMMA_PREFERRED", True)
-    assert _choose(fake_gpu, (9, 0), True) == "wgmma"
+def test_auto_keeps_mma_until_a_wgmma_kernel_is_verified(fake_gpu, monkeypatch):
+    assert _choose(fake_gpu, (9, 0), True) == (cuda_attention.HOPPER_FORWARD or "mma")
+    monkeypatch.setattr(cuda_attention, "HOPPER_FORWARD", "wgmma64")
+    assert _choose(fake_gpu, (9, 0), True) == "wgmma64"
     assert _choose(fake_gpu, (8, 0), True) == "mma"  # A100: no wgmma
     assert _choose(fake_gpu, (10, 0), True) == "mma"  # sm_90a code runs on 9.0 alone
     assert _choose(fake_gpu, (9, 0), False) == "mma"  # built without 90 in FASTLLM_CUDA_ARCHS
 
 
-def test_forcing_a_kernel(fake_gpu, monkeypatch):
-    monkeypatch.setenv("FASTLLM_CUDA_ATTENTION", "wgmma")
-    assert _choose(fake_gpu, (9, 0), True) == "wgmma"
-    with pytest.raises(BackendUnavailableError, match=r"^FASTLLM_CUDA_ATTENTION=wgmma: the wgmma kernel runs "
+@pytest.mark.parametrize("kernel", cuda_attention.WGMMA_KERNELS)
+def test_forcing_a_kernel(fake_gpu, monkeypatch, kernel):
+    monkeypatch.setenv("FASTLLM_CUDA_ATTENTION", kernel)
+    assert _choose(fake_gpu, (9, 0), True) == kernel
+    with pytest.raises(BackendUnavailableError, match=rf"^FASTLLM_CUDA_ATTENTION={kernel}: the wgmma kernels run "
                                                       r"on compute capability 9.0 \(H100 / H200\), cuda:0 has \(8, 6\)"):
         _choose(fake_gpu, (8, 6), True)
     with pytest.raises(BackendUnavailableError, match="this build has no sm_90a kernels"):
@@ -59,7 +60,7 @@ def test_forcing_a_kernel(fake_gpu, monkeypatch):
     monkeypatch.setenv("FASTLLM_CUDA_ATTENTION", "mma")
     assert _choose(fake_gpu, (9, 0), True) == "mma"
     monkeypatch.setenv("FASTLLM_CUDA_ATTENTION", "flash")
-    with pytest.raises(ConfigError, match=r"^FASTLLM_CUDA_ATTENTION='flash': expected auto, mma or wgmma$"):
+    with pytest.raises(ConfigError, match=r"^FASTLLM_CUDA_ATTENTION='flash': expected auto, mma, wgmma, wgmma64$"):
         _choose(fake_gpu, (9, 0), True)
 
 
@@ -69,7 +70,7 @@ def test_forcing_a_kernel(fake_gpu, monkeypatch):
 def kernel(request, monkeypatch):
     """Forces each forward kernel in turn; one the GPU cannot run is skipped with the reason."""
     cuda_attention.wgmma_unavailable_reason.cache_clear()
-    if request.param == "wgmma":
+    if request.param in cuda_attention.WGMMA_KERNELS:
         reason = cuda_attention.wgmma_unavailable_reason(torch.device("cuda", torch.cuda.current_device()))
         if reason:
             pytest.skip(reason)
@@ -140,7 +141,7 @@ def test_gpu_forward_projection_strides(seeded, kernel):
 
 @pytest.mark.cuda
 def test_gpu_kernels_agree(seeded):
-    """Where both run, they compute the same softmax: outputs within two low-precision roundings."""
+    """Where all run, they compute the same softmax: outputs within two low-precision roundings."""
     cuda_attention.wgmma_unavailable_reason.cache_clear()
     if reason := cuda_attention.wgmma_unavailable_reason(torch.device("cuda", torch.cuda.current_device())):
         pytest.skip(reason)
@@ -154,25 +155,27 @@ def test_gpu_kernels_agree(seeded):
         module.forward(2, q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), lse.data_ptr(), *strides,
                        2, 8, 2, 1000, 1000, 128, 128 ** -0.5, True, torch.cuda.current_stream().cuda_stream, code)
         results.append((out, lse))
-    torch.testing.assert_close(results[0][0], results[1][0], rtol=2e-2, atol=2e-2)
-    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-4)
+    for out, lse in results[1:]:  # the wgmma tilings against the mma kernel
+        torch.testing.assert_close(out, results[0][0], rtol=2e-2, atol=2e-2)
+        torch.testing.assert_close(lse, results[0][1], rtol=1e-4, atol=1e-4)
 
 
 # ---- the wgmma kernel's two operand paths in isolation (csrc/cuda/wgmma_probe.cu) -----------------
 
-# (leading bytes, stride bytes, layout type) of the kernel's descriptors: S = Q K^T (K-major) and
-# O = P V (V MN-major, 128 keys a tile). wgmma_spec.py models what they read.
-PROBE_FIELDS = {0: (0, 1024, 1), 1: (128 * 128, 1024, 1)}
+# (leading bytes, stride bytes, layout type) of the kernel's descriptors with `keys` keys a step:
+# S = Q K^T (K-major) and O = P V (V MN-major). wgmma_spec.py models what they read.
+def kernel_fields(mode: int, keys: int) -> tuple[int, int, int]:
+    return (0, 1024, 1) if mode == 0 else (keys * 128, 1024, 1)
 
 
-def _probe(mode, dtype, dim, fields):
+def _probe(mode, dtype, dim, keys, fields):
     """(wgmma's product, the float32 product) for random operands through one path."""
-    a = torch.randn(64, dim if mode == 0 else 128, device="cuda").to(dtype)
-    b = torch.randn(128, dim, device="cuda").to(dtype)
-    out = torch.full((64, 128 if mode == 0 else dim), float("nan"), device="cuda")
+    a = torch.randn(64, dim if mode == 0 else keys, device="cuda").to(dtype)
+    b = torch.randn(keys, dim, device="cuda").to(dtype)
+    out = torch.full((64, keys if mode == 0 else dim), float("nan"), device="cuda")
     code = {torch.float16: 1, torch.bfloat16: 2}[dtype]
     cuda_attention._ext.cuda().attention.wgmma_probe(code, mode, a.data_ptr(), b.data_ptr(), out.data_ptr(), dim,
-                                                     *fields, torch.cuda.current_stream().cuda_stream)
+                                                     keys, *fields, torch.cuda.current_stream().cuda_stream)
     want = a.float() @ (b.float().T if mode == 0 else b.float())
     return out, want
 
@@ -181,9 +184,9 @@ def _agrees(out, want) -> bool:
     return bool(torch.allclose(out, want, rtol=1e-3, atol=1e-3))
 
 
-def _probe_reads(mode, dim, fields):
+def _probe_reads(mode, dim, keys, fields):
     """Byte offsets (from the 1024-aligned base) every k-step of the probe reads, by the spec model:
-    mode 0 A (64 rows) at 0 and B (128 rows) after it, both K-major; mode 1 B (V) MN-major."""
+    mode 0 A (64 rows) at 0 and B (keys rows) after it, both K-major; mode 1 B (V) MN-major."""
     import wgmma_spec as spec
 
     leading, stride, layout = fields
@@ -191,46 +194,58 @@ def _probe_reads(mode, dim, fields):
     b_tile = 64 * dim * 2
     if mode == 0:
         operands = [(rows_base + (kk // 4) * rows * 128 + (kk % 4) * 32, rows, "K")
-                    for kk in range(dim // 16) for rows_base, rows in ((0, 64), (b_tile, 128))]
+                    for kk in range(dim // 16) for rows_base, rows in ((0, 64), (b_tile, keys))]
     else:
-        operands = [(b_tile + kk * 16 * 128, dim, "MN") for kk in range(128 // 16)]
+        operands = [(b_tile + kk * 16 * 128, dim, "MN") for kk in range(keys // 16)]
     for start, mn, major in operands:
         yield spec.operand_byte_addresses(spec.make_descriptor(start, leading, stride, swizzle), mn, 16, major)
 
 
-def _other_fields(mode, dim):
+def _other_fields(mode, dim, keys):
     """Descriptor fields to try when the kernel's fail, each reading inside the probe's shared
     memory by the spec model (a wrong guess must not fault and poison the CUDA context)."""
-    smem_bytes = (64 + 128) * dim * 2
-    offsets = (0, 16, 128, 256, 512, 1024, 2048, 8192, 64 * 128, 128 * 128)
+    smem_bytes = (64 + keys) * dim * 2
+    offsets = (0, 16, 128, 256, 512, 1024, 2048, 4096, 8192, 128 * 128)
     for layout in (1, 2, 3):
         for leading in offsets:
             for stride in offsets[1:]:
                 fields = (leading, stride, layout)
-                if fields == PROBE_FIELDS[mode]:
+                if fields == kernel_fields(mode, keys):
                     continue
                 try:
-                    reach = max(int(addresses.max()) for addresses in _probe_reads(mode, dim, fields))
+                    reach = max(int(addresses.max()) for addresses in _probe_reads(mode, dim, keys, fields))
                 except ValueError:  # a layout the model refuses for this operand
                     continue
                 if reach + 2 <= smem_bytes:
                     yield fields
 
 
+def test_the_kernels_fields_read_exactly_the_probes_tiles():
+    """CPU: by the spec model the kernel's fields read the staged tiles to their last byte."""
+    for mode in (0, 1):
+        for dim in (64, 128):
+            for keys in (64, 128):
+                reads = list(_probe_reads(mode, dim, keys, kernel_fields(mode, keys)))
+                assert max(int(r.max()) for r in reads) + 2 == (64 + keys) * dim * 2
+                assert len(list(_other_fields(mode, dim, keys))) > 50
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("mode", [0, 1], ids=["q_kt", "p_v"])
 @pytest.mark.parametrize("dim", [64, 128])
+@pytest.mark.parametrize("keys", [64, 128])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_gpu_wgmma_operand_paths(seeded, mode, dim, dtype):
+def test_gpu_wgmma_operand_paths(seeded, mode, dim, keys, dtype):
     """One wgmma batch through the kernel's layout and descriptors equals the float32 product. On
     failure the message names the descriptor fields that do work, if any."""
     cuda_attention.wgmma_unavailable_reason.cache_clear()
     if reason := cuda_attention.wgmma_unavailable_reason(torch.device("cuda", torch.cuda.current_device())):
         pytest.skip(reason)
-    out, want = _probe(mode, dtype, dim, PROBE_FIELDS[mode])
+    fields = kernel_fields(mode, keys)
+    out, want = _probe(mode, dtype, dim, keys, fields)
     if _agrees(out, want):
         return
     wrong = (~torch.isclose(out, want, rtol=1e-3, atol=1e-3)).nonzero()[:8].tolist()
-    working = [fields for fields in _other_fields(mode, dim) if _agrees(*_probe(mode, dtype, dim, fields))]
-    pytest.fail(f"wgmma path {mode} (d{dim}, {dtype}): fields {PROBE_FIELDS[mode]} give wrong products, first "
+    working = [other for other in _other_fields(mode, dim, keys) if _agrees(*_probe(mode, dtype, dim, keys, other))]
+    pytest.fail(f"wgmma path {mode} (d{dim}, {keys} keys, {dtype}): fields {fields} give wrong products, first "
                 f"wrong (row, col): {wrong}; fields that work: {working or 'none of those tried'}")

@@ -20,6 +20,7 @@ import importlib.util
 import math
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -38,10 +39,23 @@ def _constant(pattern: str) -> int:
     return int(match.group(1))
 
 
-BLOCK_M = _constant(r"constexpr int kBlockM = (\d+);")
-BLOCK_N = _constant(r"constexpr int kBlockN = (\d+);")
-THREADS = _constant(r"constexpr int kThreads = (\d+);")
 GROUP_ROWS = _constant(r"constexpr int kGroupRows = (\d+);")
+
+
+class Tiles(NamedTuple):
+    """attention_wgmma.cu Tiles<kGroups, kKeys>: query rows, keys a step, threads."""
+    rows: int
+    keys: int
+    threads: int
+
+
+def _tilings() -> list[Tiles]:
+    found = re.findall(r"using \w+Tiles = Tiles<(\d+), (\d+)>;", SOURCE)
+    assert len(found) == 2, found
+    return [Tiles(int(groups) * GROUP_ROWS, int(keys), int(groups) * 128) for groups, keys in found]
+
+
+TILINGS = _tilings()
 
 
 # ---- the kernel's expressions, mirrored (file and function named at each) ---------------------
@@ -66,20 +80,20 @@ def mn_major_descriptor(tile: int, rows: int, kk: int) -> int:
     return smem_descriptor(tile + kk * 16 * 128, rows * 128, 1024)
 
 
-def tile_copy_chunks(dim: int, rows: int):
+def tile_copy_chunks(dim: int, rows: int, threads: int):
     """attention_wgmma.cu TileCopy: (thread, row, col, byte offset in the tile) of every chunk."""
     chunks_per_row = dim // 8
-    rows_per_pass = THREADS // chunks_per_row
-    for tid in range(THREADS):
+    rows_per_pass = threads // chunks_per_row
+    for tid in range(threads):
         row0, col = tid // chunks_per_row, (tid % chunks_per_row) * 8
         first = swizzled_offset(rows, row0, col)
         for i in range(rows // rows_per_pass):
             yield tid, row0 + i * rows_per_pass, col, first + i * rows_per_pass * 128
 
 
-def layout(dim: int) -> dict:
+def layout(dim: int, tiles: Tiles) -> dict:
     """attention_wgmma.cu SharedLayout: tile offsets from the 1024-aligned base."""
-    q_bytes, kv_bytes = BLOCK_M * dim * 2, BLOCK_N * dim * 2
+    q_bytes, kv_bytes = tiles.rows * dim * 2, tiles.keys * dim * 2
     return {"q": 0, "k": [q_bytes, q_bytes + kv_bytes], "v": [q_bytes + 2 * kv_bytes, q_bytes + 3 * kv_bytes],
             "end": q_bytes + 4 * kv_bytes}
 
@@ -100,35 +114,40 @@ def kernel_p_sources(kk: int) -> list[tuple[int, int]]:
 
 # ---- shared memory -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("tiles", TILINGS)
 @pytest.mark.parametrize("dim", [64, 128])
-@pytest.mark.parametrize("rows", [BLOCK_M, BLOCK_N])
-def test_tile_copies_cover_each_swizzled_chunk_once(dim, rows):
-    chunks = list(tile_copy_chunks(dim, rows))
-    assert sorted((r, c) for _, r, c, _ in chunks) == [(r, c) for r in range(rows) for c in range(0, dim, 8)]
-    for _, row, col, offset in chunks:  # the per-thread offset + i * passes is the chunk's own address
-        assert offset == swizzled_offset(rows, row, col)
-    offsets = sorted(offset for *_, offset in chunks)
-    assert offsets == list(range(0, rows * dim * 2, 16))  # a permutation of the tile's 16-byte chunks
+def test_tile_copies_cover_each_swizzled_chunk_once(tiles, dim):
+    for rows in (tiles.rows, tiles.keys):
+        chunks = list(tile_copy_chunks(dim, rows, tiles.threads))
+        assert sorted((r, c) for _, r, c, _ in chunks) == [(r, c) for r in range(rows) for c in range(0, dim, 8)]
+        for _, row, col, offset in chunks:  # the per-thread offset + i * passes is the chunk's own address
+            assert offset == swizzled_offset(rows, row, col)
+        offsets = sorted(offset for *_, offset in chunks)
+        assert offsets == list(range(0, rows * dim * 2, 16))  # a permutation of the tile's 16-byte chunks
 
 
-def test_tiles_are_1024_aligned_and_fit_shared_memory():
+@pytest.mark.parametrize("tiles", TILINGS)
+def test_tiles_are_1024_aligned_and_fit_shared_memory(tiles):
+    assert _constant(r"kQBytes \+ 4 \* kKvBytes\) \+ (\d+);") == 1024
+    blocks_per_sm = 2 if tiles.threads == 128 else 1  # Tiles::kBlocksPerSm
     for dim in (64, 128):
-        lay = layout(dim)
+        lay = layout(dim, tiles)
         assert all(offset % 1024 == 0 for offset in [lay["q"], *lay["k"], *lay["v"], lay["end"]])
-        assert lay["end"] + 1024 <= 227 * 1024  # + the alignment slack, within sm_90's per-block limit
-        assert _constant(r"kQBytes \+ 4 \* kKvBytes\) \+ (\d+);") == 1024
+        # + the alignment slack; sm_90: 227 KB a block, 228 KB an SM (1 KB of it reserved per block)
+        assert lay["end"] + 1024 <= 227 * 1024
+        assert blocks_per_sm * (lay["end"] + 2048) <= 228 * 1024
 
 
-def fill_shared_memory(dim: int, q, k, v, stage: int):
+def fill_shared_memory(dim: int, tiles: Tiles, q, k, v, stage: int):
     """A 1024-aligned shared-memory image (base 1024, as if the window started unaligned) with the
     Q, K[stage], V[stage] tiles written chunk by chunk as TileCopy writes them."""
     base = 1024
-    lay = layout(dim)
+    lay = layout(dim, tiles)
     smem = torch.zeros(base + lay["end"], dtype=torch.uint8)
     for name, tensor, offset in (("q", q, lay["q"]), ("k", k, lay["k"][stage]), ("v", v, lay["v"][stage])):
-        rows = BLOCK_M if name == "q" else BLOCK_N
+        rows = tiles.rows if name == "q" else tiles.keys
         raw = tensor.view(torch.uint8).reshape(rows, dim * 2)
-        for _, row, col, chunk in tile_copy_chunks(dim, rows):
+        for _, row, col, chunk in tile_copy_chunks(dim, rows, tiles.threads):
             smem[base + offset + chunk: base + offset + chunk + 16] = raw[row, col * 2: col * 2 + 16]
     return smem, base
 
@@ -137,24 +156,25 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
     return t.view(torch.int16)
 
 
+@pytest.mark.parametrize("tiles", TILINGS)
 @pytest.mark.parametrize("dim", [64, 128])
 @pytest.mark.parametrize("stage", [0, 1])
-def test_descriptors_read_exactly_the_intended_operands(seeded, dim, stage):
-    q = torch.randn(BLOCK_M, dim).to(torch.bfloat16)
-    k = torch.randn(BLOCK_N, dim).to(torch.bfloat16)
-    v = torch.randn(BLOCK_N, dim).to(torch.bfloat16)
-    smem, base = fill_shared_memory(dim, q, k, v, stage)
-    lay = layout(dim)
+def test_descriptors_read_exactly_the_intended_operands(seeded, tiles, dim, stage):
+    q = torch.randn(tiles.rows, dim).to(torch.bfloat16)
+    k = torch.randn(tiles.keys, dim).to(torch.bfloat16)
+    v = torch.randn(tiles.keys, dim).to(torch.bfloat16)
+    smem, base = fill_shared_memory(dim, tiles, q, k, v, stage)
+    lay = layout(dim, tiles)
     for kk in range(dim // 16):  # S = Q K^T: A = Q (64 rows of one warpgroup), B = K (K-major)
         cols = slice(kk * 16, kk * 16 + 16)
-        for group in range(BLOCK_M // GROUP_ROWS):
-            desc = k_major_descriptor(base + lay["q"] + group * GROUP_ROWS * 128, BLOCK_M, kk)
+        for group in range(tiles.rows // GROUP_ROWS):
+            desc = k_major_descriptor(base + lay["q"] + group * GROUP_ROWS * 128, tiles.rows, kk)
             got = spec.read_operand(smem, desc, mn=GROUP_ROWS, k=16, major="K")
             assert torch.equal(got, _bits(q[group * GROUP_ROWS:(group + 1) * GROUP_ROWS, cols]))
-        desc = k_major_descriptor(base + lay["k"][stage], BLOCK_N, kk)
-        assert torch.equal(spec.read_operand(smem, desc, mn=BLOCK_N, k=16, major="K"), _bits(k[:, cols]))
-    for kk in range(BLOCK_N // 16):  # O += P V: B = V, N = head dim contiguous (MN-major, trans-b 1)
-        desc = mn_major_descriptor(base + lay["v"][stage], BLOCK_N, kk)
+        desc = k_major_descriptor(base + lay["k"][stage], tiles.keys, kk)
+        assert torch.equal(spec.read_operand(smem, desc, mn=tiles.keys, k=16, major="K"), _bits(k[:, cols]))
+    for kk in range(tiles.keys // 16):  # O += P V: B = V, N = head dim contiguous (MN-major, trans-b 1)
+        desc = mn_major_descriptor(base + lay["v"][stage], tiles.keys, kk)
         got = spec.read_operand(smem, desc, mn=dim, k=16, major="MN")
         assert torch.equal(got, _bits(v[kk * 16:(kk + 1) * 16].T))
 
@@ -192,25 +212,26 @@ def test_generated_wrappers_match_their_generator():
 # ---- register fragments --------------------------------------------------------------------------
 
 def test_accumulator_rows_and_columns_are_the_spec_layout():
-    for n in sorted({BLOCK_N, 64, 128}):
+    for n in sorted({*(tiles.keys for tiles in TILINGS), 64, 128}):
         for thread in range(128):
             for reg in range(n // 2):
                 assert kernel_accumulator_coords(thread, reg) == spec.accumulator_coords(thread, reg, n)
 
 
-def test_packed_scores_are_the_a_operand_of_p_v():
+@pytest.mark.parametrize("tiles", TILINGS)
+def test_packed_scores_are_the_a_operand_of_p_v(tiles):
     """The S accumulator columns 16kk..16kk+15 repacked as p[kk] are P's A fragment for k-step kk."""
     for thread in range(128):
-        for kk in range(BLOCK_N // 16):
+        for kk in range(tiles.keys // 16):
             for r, pair in enumerate(kernel_p_sources(kk)):
                 for half, s_reg in enumerate(pair):
-                    row, col = spec.accumulator_coords(thread, s_reg, BLOCK_N)
+                    row, col = spec.accumulator_coords(thread, s_reg, tiles.keys)
                     assert spec.a_register_coords(thread, r, half) == (row, col - 16 * kk)
 
 
 # ---- the step order, replayed ------------------------------------------------------------------
 
-def forward_model(q, k, v, causal, scale):
+def forward_model(q, k, v, causal, scale, tiles: Tiles):
     """attention_fwd_wgmma_kernel in float64, one (batch, head) at a time, in its step order:
     step j: S_j -> softmax (masked past n_full) -> wait for P_{j-1} V_{j-1} -> O *= alpha_j;
     then a last P V. Every query block runs its own key blocks, heaviest block first."""
@@ -221,25 +242,25 @@ def forward_model(q, k, v, causal, scale):
     q_signed = -q if scale < 0 else q
     diag = seq_k - seq_q
     out, lse = torch.empty_like(q), torch.empty(q.shape[:3], dtype=q.dtype)
-    n_m = -(-seq_q // BLOCK_M)
+    n_m = -(-seq_q // tiles.rows)
     for block_x in range(n_m):
-        m0 = (n_m - 1 - block_x) * BLOCK_M
-        rows = torch.arange(m0, m0 + BLOCK_M)
+        m0 = (n_m - 1 - block_x) * tiles.rows
+        rows = torch.arange(m0, m0 + tiles.rows)
         valid = rows < seq_q
-        q_tile = torch.zeros(*q.shape[:2], BLOCK_M, dim, dtype=q.dtype)
+        q_tile = torch.zeros(*q.shape[:2], tiles.rows, dim, dtype=q.dtype)
         q_tile[:, :, valid] = q_signed[:, :, rows[valid]]
         limit = torch.tensor([min(seq_k, int(r) + diag + 1) if causal else seq_k for r in rows])
-        end = min(seq_k, m0 + BLOCK_M + diag) if causal else seq_k
-        n_blocks = -(-end // BLOCK_N)
-        n_full = (min(seq_k, m0 + diag + 1) if causal else seq_k) // BLOCK_N
+        end = min(seq_k, m0 + tiles.rows + diag) if causal else seq_k
+        n_blocks = -(-end // tiles.keys)
+        n_full = (min(seq_k, m0 + diag + 1) if causal else seq_k) // tiles.keys
         o = torch.zeros_like(q_tile)
         row_max = torch.full(q_tile.shape[:3], -math.inf, dtype=q.dtype)
         row_sum = torch.zeros_like(row_max)
         p_prev = v_prev = None
 
         def tile(source, block):
-            keys = torch.arange(block * BLOCK_N, (block + 1) * BLOCK_N)
-            padded = torch.zeros(*q.shape[:2], BLOCK_N, dim, dtype=q.dtype)
+            keys = torch.arange(block * tiles.keys, (block + 1) * tiles.keys)
+            padded = torch.zeros(*q.shape[:2], tiles.keys, dim, dtype=q.dtype)
             padded[:, :, keys < seq_k] = source[:, :, keys[keys < seq_k]]
             return padded, keys
 
@@ -270,14 +291,15 @@ MODEL_SHAPES = [((1, 2, 2, 1, 1, 16), True), ((1, 4, 1, 7, 300, 16), True), ((1,
                 ((1, 2, 1, 256, 384, 16), True), ((1, 2, 1, 150, 187, 16), False)]
 
 
+@pytest.mark.parametrize("tiles", TILINGS)
 @pytest.mark.parametrize("shape, causal", MODEL_SHAPES)
 @pytest.mark.parametrize("scale", [0.25, -0.7])
-def test_step_order_matches_reference(seeded, shape, causal, scale):
+def test_step_order_matches_reference(seeded, tiles, shape, causal, scale):
     batch, heads, kv_heads, seq_q, seq_k, dim = shape
     q = torch.randn(batch, heads, seq_q, dim, dtype=torch.float64)
     k = torch.randn(batch, kv_heads, seq_k, dim, dtype=torch.float64)
     v = torch.randn(batch, kv_heads, seq_k, dim, dtype=torch.float64)
-    out, lse = forward_model(q, k, v, causal, scale)
+    out, lse = forward_model(q, k, v, causal, scale, tiles)
     want, want_lse = reference64(q, k, v, causal, scale)
     torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(lse, want_lse, rtol=1e-12, atol=1e-12)

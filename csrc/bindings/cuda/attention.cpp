@@ -60,17 +60,18 @@ const BindingRegistrar registrar("attention", [](py::module_& m) {
       py::arg("head_dim"), py::arg("scale"), py::arg("causal"), py::arg("stream"), py::arg("kernel") = 1,
       py::call_guard<py::gil_scoped_release>(),
       "FlashAttention forward on tensor cores (fp16/bf16, head dim 64/128): kernel 1 is mma.sync "
-      "(sm_80+), 2 is wgmma (sm_90a, when wgmma_compiled()).");
+      "(sm_80+), 2 and 3 are wgmma with 128- and 64-row tiles (sm_90a, when wgmma_compiled()).");
   m.def(
       "wgmma_probe",
-      [](int dtype, int mode, uintptr_t a, uintptr_t b, uintptr_t out, int head_dim, uint32_t leading_bytes,
-         uint32_t stride_bytes, int layout, uintptr_t stream) {
+      [](int dtype, int mode, uintptr_t a, uintptr_t b, uintptr_t out, int head_dim, int keys,
+         uint32_t leading_bytes, uint32_t stride_bytes, int layout, uintptr_t stream) {
         const WgmmaProbeArgs args{reinterpret_cast<const void*>(a), reinterpret_cast<const void*>(b),
-                                  reinterpret_cast<float*>(out), mode, head_dim, leading_bytes, stride_bytes, layout};
+                                  reinterpret_cast<float*>(out), mode, head_dim, keys, leading_bytes, stride_bytes,
+                                  layout};
         wgmma_probe_cuda(dtype, args, stream);
       },
       py::arg("dtype"), py::arg("mode"), py::arg("a"), py::arg("b"), py::arg("out"), py::arg("head_dim"),
-      py::arg("leading_bytes"), py::arg("stride_bytes"), py::arg("layout"), py::arg("stream"),
+      py::arg("keys"), py::arg("leading_bytes"), py::arg("stride_bytes"), py::arg("layout"), py::arg("stream"),
       py::call_guard<py::gil_scoped_release>(),
       "One wgmma batch over one operand path of the wgmma attention kernel (GPU tests; sm_90a builds).");
   m.def("wgmma_compiled", &attention_wgmma_compiled,

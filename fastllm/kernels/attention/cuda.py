@@ -2,9 +2,9 @@
 
 Forward: a tensor-core FlashAttention kernel, or for one query per sequence (T == 1, generation
 with a KV cache) the split-KV decoding kernel (csrc/cuda/attention_decode.cu), whose partial
-softmaxes are merged on the GPU. Two forward kernels exist: "mma" (mma.sync, sm_80+,
-csrc/cuda/attention.cu) and "wgmma" (Hopper warpgroup MMA, sm_90 only,
-csrc/cuda/attention_wgmma.cu); forward_kernel() picks one, FASTLLM_CUDA_ATTENTION=mma|wgmma forces it.
+softmaxes are merged on the GPU. Forward kernels: "mma" (mma.sync, sm_80+, csrc/cuda/attention.cu)
+and "wgmma" / "wgmma64" (Hopper warpgroup MMA with 128- / 64-row tiles, sm_90 only,
+csrc/cuda/attention_wgmma.cu); forward_kernel() picks one, FASTLLM_CUDA_ATTENTION forces it.
 Backward: the Triton FlashAttention-2 backward (triton_bwd.py); it reads the same lse layout.
 """
 
@@ -31,12 +31,13 @@ BLOCKS_PER_SM = 3
 MIN_KEYS_PER_SPLIT = 256  # a split's partial (<= 8 x D floats) stays small next to its K and V
 MAX_SPLITS = 1024
 WAVE_EFFICIENCY = 0.95  # fewest splits whose last wave of blocks is nearly as full as the best
-FORWARD_KERNELS = {"mma": 1, "wgmma": 2}  # the kernel codes of fastllm._C_cuda.attention.forward
-# Whether the wgmma kernel is the forward to use where it runs: then forward_kernel() picks it and
-# the automatic backend choice sends prefill (T > 1) to cuda instead of Triton (op.py). It was
-# written without a Hopper card at hand; until it has passed the GPU suite there and outrun the
-# Triton forward (bench/bench_attention.py), it runs only when forced.
-WGMMA_PREFERRED = False
+FORWARD_KERNELS = {"mma": 1, "wgmma": 2, "wgmma64": 3}  # the kernel codes of fastllm._C_cuda.attention.forward
+WGMMA_KERNELS = ("wgmma", "wgmma64")
+# The forward the automatic choice takes on Hopper: a wgmma kernel, once one has passed the GPU
+# suite there and outrun the Triton forward (bench/bench_attention.py); prefill (T > 1) then goes
+# to cuda instead of Triton too (op.py). None until then: the wgmma kernels were written without a
+# Hopper card at hand and run only when forced.
+HOPPER_FORWARD: str | None = None
 
 
 def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str | None:
@@ -61,28 +62,28 @@ def _capability(device: torch.device) -> tuple[int, int]:
 
 
 def forward_kernel(device: torch.device) -> str:
-    """The forward kernel for T > 1 on `device`: FASTLLM_CUDA_ATTENTION (auto, mma or wgmma) or,
-    for auto, wgmma where it runs and WGMMA_PREFERRED, else mma."""
+    """The forward kernel for T > 1 on `device`: FASTLLM_CUDA_ATTENTION (auto, mma, wgmma or
+    wgmma64) or, for auto, hopper_forward(device) or else mma."""
     choice = os.environ.get("FASTLLM_CUDA_ATTENTION", "auto") or "auto"
-    if choice != "auto" and choice not in FORWARD_KERNELS:
-        raise ConfigError(f"FASTLLM_CUDA_ATTENTION={choice!r}: expected auto, mma or wgmma")
-    reason = wgmma_unavailable_reason(device)
-    if choice == "wgmma" and reason:
-        raise BackendUnavailableError(f"FASTLLM_CUDA_ATTENTION=wgmma: {reason}")
     if choice == "auto":
-        return "wgmma" if prefers_wgmma(device) else "mma"
+        return hopper_forward(device) or "mma"
+    if choice not in FORWARD_KERNELS:
+        raise ConfigError(f"FASTLLM_CUDA_ATTENTION={choice!r}: expected auto, {', '.join(FORWARD_KERNELS)}")
+    if choice in WGMMA_KERNELS and (reason := wgmma_unavailable_reason(device)):
+        raise BackendUnavailableError(f"FASTLLM_CUDA_ATTENTION={choice}: {reason}")
     return choice
 
 
-def prefers_wgmma(device: torch.device) -> bool:
-    return WGMMA_PREFERRED and wgmma_unavailable_reason(device) is None
+def hopper_forward(device: torch.device) -> str | None:
+    """The wgmma kernel the automatic choice takes on `device` (HOPPER_FORWARD where wgmma runs)."""
+    return HOPPER_FORWARD if HOPPER_FORWARD and wgmma_unavailable_reason(device) is None else None
 
 
 @functools.cache
 def wgmma_unavailable_reason(device: torch.device) -> str | None:
     """Why the wgmma forward cannot run on `device`, or None."""
     if _capability(device) != (9, 0):
-        return f"the wgmma kernel runs on compute capability 9.0 (H100 / H200), {device} has {_capability(device)}"
+        return f"the wgmma kernels run on compute capability 9.0 (H100 / H200), {device} has {_capability(device)}"
     if not _ext.cuda().attention.wgmma_compiled():
         return "this build has no sm_90a kernels (FASTLLM_CUDA_ARCHS did not include 90)"
     return None

@@ -38,10 +38,10 @@ def choose_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: s
     decoding (T == 1), the Triton kernel for more queries (prefill, training): on Hopper Triton's
     dots become wgmma and its forward ran 1.27-1.47x SDPA flash at 2K-16K tokens where the CUDA
     mma.sync forward ran 0.77-0.80x (H200, bench/RESULTS.md); the backward is Triton's either way.
-    Where the CUDA module's wgmma forward is preferred (cuda.prefers_wgmma), prefill stays cuda."""
+    Where a wgmma forward of the CUDA module is preferred (cuda.hopper_forward), prefill stays cuda."""
     forced = bool(backend or dispatch.forced_backend(OP))
     name = dispatch.pick(OP, q.device, backend)
-    if not forced and name == "cuda" and q.shape[2] > 1 and not _cuda_module().prefers_wgmma(q.device) \
+    if not forced and name == "cuda" and q.shape[2] > 1 and not _cuda_module().hopper_forward(q.device) \
             and _triton_takes(q, k, v):
         return "triton"
     reason = _unsupported(name, q, k, v)
