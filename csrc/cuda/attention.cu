@@ -31,8 +31,8 @@
 // and the block's copies write 8 KB a warp: ~12.5 flop per shared byte, so at 128 B/clk/SM shared
 // memory caps an H100 SXM (132 SMs, ~1.75 GHz under load) near 380 TFLOP/s, below mma.sync's own
 // ceiling (~2/3 of the 990 TFLOP/s wgmma peak); FA2 (32 rows a warp, half the K/V reads per
-// flop) reaches ~330-350 there. Registers: 64 (O) + 32 (S) + 32 (Q) per thread at D = 128, 202
-// (sm_80) / 201 (sm_90) in all, no spills: two 128-thread blocks per SM (8 warps). Shared
+// flop) reaches ~330-350 there. Registers: 64 (O) + 32 (S) + 32 (Q) per thread at D = 128, 196
+// (sm_80) / 199 (sm_90) in all, no spills: two 128-thread blocks per SM (8 warps). Shared
 // memory: 2 stages x (K, V) x 64 x 136 x 2 B = 68 KB at D = 128 (two blocks per SM on sm_80 and
 // sm_90, one on sm_86 / sm_89), 36 KB at D = 64 (~160 registers: three blocks per SM).
 // Measured (H100 80GB HBM3, bf16, causal, hd 128): 187-239 TFLOP/s from 1K to 16K tokens,
@@ -211,9 +211,8 @@ __global__ void __launch_bounds__(kThreads, 2) attention_fwd_mma_kernel(Attentio
 
     // Mask (diagonal and tail blocks only), softmax, rescale O.
     float alpha[2];
-    online_softmax<kBlockN / 2, kMasked>(&s[0][0], block * kBlockN + t4 * 2, limit, row_max, row_sum, alpha,
-                                         scale_log2);
-    rescale_rows<D / 2>(&o[0][0], alpha);
+    online_softmax<kMasked>(s, block * kBlockN + t4 * 2, limit, row_max, row_sum, alpha, scale_log2);
+    rescale_rows(o, alpha);
 
     // O += P V: P's A fragments are the S accumulators of n-tiles 2kk and 2kk+1; one
     // ldmatrix.x4.trans gives the B fragments (keys 0-7 | 8-15 of the k-step) of two d-tiles.
@@ -237,7 +236,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_fwd_mma_kernel(Attentio
   for (; block < min(n_full, n_blocks); ++block) step(block, std::false_type{});
   for (; block < n_blocks; ++block) step(block, std::true_type{});
 
-  store_output_rows<T, D>(a, bh, &o[0][0], row_sum, row_max, rows, scale_log2);
+  store_output_rows<T, D>(a, bh, o, row_sum, row_max, rows, scale_log2);
 #else
   __trap();  // tensor-core path needs sm_80+; the Python launcher checks the capability
 #endif

@@ -12,25 +12,41 @@
 
 namespace fastllm {
 
+// Element i = 4 j + e of a thread's accumulator, held flat (float[n], the wgmma kernel) or as
+// n / 4 fragments of 4 (float[n / 4][4], the mma kernel).
+template <int kCount>
+__device__ __forceinline__ float& element(float (&values)[kCount], int i) {
+  return values[i];
+}
+template <int kTiles>
+__device__ __forceinline__ float& element(float (&values)[kTiles][4], int i) {
+  return values[i >> 2][i & 3];
+}
+template <class Values>
+constexpr int element_count() {
+  return static_cast<int>(sizeof(Values) / sizeof(float));
+}
+
 // One key block of the online softmax, in place: scores s (kCount of them) become
 // p = exp2(s c - m c) with c = scale_log2 and m the new row max of the raw scores; row_max and
 // row_sum are updated and alpha = exp2((old max - new max) c) returned for the output rescale.
 // kMasked hides keys at or past limit[r] (key0 = the block's first key + 2 t). Key 0 is visible to
 // every row, so the max is finite from the first block on and no -inf - -inf occurs; the old max is
 // -inf only then, where alpha = 0 scales zero accumulators. An unchanged max gives alpha 1 exactly.
-template <int kCount, bool kMasked>
-__device__ __forceinline__ void online_softmax(float* s, int key0, const int (&limit)[2], float (&row_max)[2],
+template <bool kMasked, class Scores>
+__device__ __forceinline__ void online_softmax(Scores& s, int key0, const int (&limit)[2], float (&row_max)[2],
                                                float (&row_sum)[2], float (&alpha)[2], float scale_log2) {
+  constexpr int kCount = element_count<Scores>();
   if constexpr (kMasked) {
     const int left[2] = {limit[0] - key0, limit[1] - key0};
 #pragma unroll
     for (int i = 0; i < kCount; ++i) {
-      if ((i >> 2) * 8 + (i & 1) >= left[(i >> 1) & 1]) s[i] = -INFINITY;
+      if ((i >> 2) * 8 + (i & 1) >= left[(i >> 1) & 1]) element(s, i) = -INFINITY;
     }
   }
   float new_max[2] = {row_max[0], row_max[1]};
 #pragma unroll
-  for (int i = 0; i < kCount; ++i) new_max[(i >> 1) & 1] = fmaxf(new_max[(i >> 1) & 1], s[i]);
+  for (int i = 0; i < kCount; ++i) new_max[(i >> 1) & 1] = fmaxf(new_max[(i >> 1) & 1], element(s, i));
   float neg_max[2], block_sum[2] = {0.0f, 0.0f};
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -42,8 +58,9 @@ __device__ __forceinline__ void online_softmax(float* s, int key0, const int (&l
   }
 #pragma unroll
   for (int i = 0; i < kCount; ++i) {
-    s[i] = exp2f(fmaf(s[i], scale_log2, neg_max[(i >> 1) & 1]));
-    block_sum[(i >> 1) & 1] += s[i];
+    float& score = element(s, i);
+    score = exp2f(fmaf(score, scale_log2, neg_max[(i >> 1) & 1]));
+    block_sum[(i >> 1) & 1] += score;
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) row_sum[r] = fmaf(row_sum[r], alpha[r], block_sum[r]);
@@ -51,20 +68,20 @@ __device__ __forceinline__ void online_softmax(float* s, int key0, const int (&l
 
 // o *= alpha per row. Once the row maxima settle most blocks leave all 16 rows of a warp unchanged
 // (alpha exactly 1): the multiplies are skipped then (a warp-uniform branch).
-template <int kCount>
-__device__ __forceinline__ void rescale_rows(float* o, const float (&alpha)[2]) {
+template <class Output>
+__device__ __forceinline__ void rescale_rows(Output& o, const float (&alpha)[2]) {
   if (__any_sync(0xffffffff, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
-    for (int i = 0; i < kCount; ++i) o[i] *= alpha[(i >> 1) & 1];
+    for (int i = 0; i < element_count<Output>(); ++i) element(o, i) *= alpha[(i >> 1) & 1];
   }
 }
 
 // Finishes a thread's two row sums over the 4 threads of its row (lanes 4g..4g+3), normalises,
 // and stores its part of those rows of out and, from the first of the 4, their lse (natural log).
-// o is the thread's output accumulator in the C layout: o[4 dn + 2 r + e] holds row rows[r],
+// o is the thread's output accumulator in the C layout: element 4 dn + 2 r + e is row rows[r],
 // column 8 dn + 2 t + e (t = lane % 4). Rows at or past seq_q are padding and not stored.
-template <typename T, int D>
-__device__ __forceinline__ void store_output_rows(const AttentionCudaArgs& a, int64_t bh, const float* o,
+template <typename T, int D, class Output>
+__device__ __forceinline__ void store_output_rows(const AttentionCudaArgs& a, int64_t bh, Output& o,
                                                   float (&row_sum)[2], const float (&row_max)[2],
                                                   const int (&rows)[2], float scale_log2) {
   constexpr float kLn2 = 0.6931471805599453f;
@@ -83,7 +100,7 @@ __device__ __forceinline__ void store_output_rows(const AttentionCudaArgs& a, in
     T* out_row = out + rows[r] * a.out_strides[2];
 #pragma unroll
     for (int dn = 0; dn < D / 8; ++dn) {
-      const uint32_t packed = MmaOp<T>::pack(o[4 * dn + 2 * r] * inv, o[4 * dn + 2 * r + 1] * inv);
+      const uint32_t packed = MmaOp<T>::pack(element(o, 4 * dn + 2 * r) * inv, element(o, 4 * dn + 2 * r + 1) * inv);
       *reinterpret_cast<uint32_t*>(out_row + dn * 8 + t4 * 2) = packed;
     }
     if (t4 == 0) a.lse[bh * seq_q + rows[r]] = fmaf(row_max[r], scale_log2, log2f(row_sum[r])) * kLn2;

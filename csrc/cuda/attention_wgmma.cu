@@ -13,9 +13,9 @@
 // every tile 128-byte swizzled (wgmma.cuh): Q, K in two stages and V in two stages. Q is staged
 // once with plain loads (sign-flipped when scale < 0, as in attention.cu); K and V stream in by
 // cp.async.
-// Step j (one barrier each) copies K[j+1] and V[j] ahead, then issues, as two wgmma batches,
-// S = Q K[j]^T (both operands from shared memory) and O += P[j-1] V[j-1] (P from registers, V
-// read MN-major), so the softmax of block j runs while the tensor cores still add block j - 1:
+// Step j (one barrier each) issues, as two wgmma batches, S = Q K[j]^T (both operands from shared
+// memory) and O += P[j-1] V[j-1] (P from registers, V read MN-major), then copies K[j+1] and V[j]
+// ahead, and the softmax of block j runs while the tensor cores still add block j - 1:
 //   wait for S -> mask (diagonal / tail blocks only), row max, exp2, row sums (in place in S)
 //   wait for P V -> rescale O by alpha (skipped when no row max of the warp moved), pack S into P
 // The buffers a step refills were last read by the step before, whose wgmma batches every
@@ -25,7 +25,8 @@
 // (4.2 MFLOP) and ~8 instructions per score for the softmax (64 scores a thread); the tensor
 // cores take ~64 cycles per m64n128k16, ~2000 cycles a block for both warpgroups, while a
 // warpgroup's softmax costs ~500-1000 issue cycles and overlaps its own and the other's wgmma.
-// Registers: O 64 + S 64 + P 32 a thread (kWgmma64: 64 + 32 + 16). K / V traffic from L2: 64 KB
+// Registers: O 64 + S 64 + P 32 a thread (kWgmma64: 64 + 32 + 16); 255 / 189 in all at D = 128,
+// no spills (tests/kernels/test_cuda_sass.py). K / V traffic from L2: 64 KB
 // per 8.4 MFLOP (kWgmma64: 32 KB per 2.1 MFLOP).
 // Tests: tests/kernels/test_cuda_attention_forward.py -m cuda; shared-memory layout, descriptor
 // and step-order models (CPU): tests/kernels/test_cuda_wgmma_model.py; what ptxas made of it:
@@ -89,6 +90,7 @@ struct TileCopy {
   // rows at or past rows_left are zero-filled.
   template <int kRows>
   __device__ __forceinline__ void async(uint32_t tile, const uint16_t* src, int64_t stride, int rows_left) const {
+    static_assert(kRows % kRowsPerPass == 0, "whole passes");
     const uint32_t dst = tile + swizzled_offset(kRows, row0, col);
     const uint16_t* p = src + row0 * stride + col;
 #pragma unroll
@@ -103,6 +105,7 @@ struct TileCopy {
   template <int kRows>
   __device__ __forceinline__ void flipped(uint8_t* tile, const uint16_t* src, int64_t stride, int rows_left,
                                           uint32_t sign) const {
+    static_assert(kRows % kRowsPerPass == 0, "whole passes");
     uint8_t* dst = tile + swizzled_offset(kRows, row0, col);
     const uint16_t* p = src + row0 * stride + col;
 #pragma unroll
@@ -205,13 +208,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
 
   // Softmax of block `block` in place in s (attention_rows.cuh).
   auto softmax = [&](int block, auto masked) {
-    online_softmax<kBlockN / 2, decltype(masked)::value>(s, block * kBlockN + t4 * 2, limit, row_max, row_sum, alpha,
-                                                         scale_log2);
+    online_softmax<decltype(masked)::value>(s, block * kBlockN + t4 * 2, limit, row_max, row_sum, alpha, scale_log2);
   };
   // After the P V batch finished: rescale O, turn the new probabilities into P's A fragments
   // (the accumulator of n-tiles 2kk, 2kk + 1 is the A fragment of k-step kk).
   auto rescale_and_pack = [&] {
-    rescale_rows<D / 2>(o, alpha);
+    rescale_rows(o, alpha);
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {
       p[kk][0] = MmaOp<T>::pack(s[8 * kk + 0], s[8 * kk + 1]);
@@ -224,10 +226,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
   // One step: scores of `block`, and (with_pv) P V of the block before.
   auto step = [&](int block, auto masked, auto with_pv) {
     wait_for_copies();
-    copy_ahead(block);
     wgmma_fence();
     issue_scores(block);
     if constexpr (decltype(with_pv)::value) issue_pv(block - 1);
+    copy_ahead(block);  // its address math overlaps the batches; it fills buffers they do not read
     wgmma_wait<decltype(with_pv)::value ? 1 : 0>();
     keep_in_order(s);
     // Always taken (the launcher refuses seq_k < 1): ptxas schedules a wgmma wait as early as it

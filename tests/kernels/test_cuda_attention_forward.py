@@ -48,6 +48,10 @@ def test_auto_keeps_mma_until_a_wgmma_kernel_is_verified(fake_gpu, monkeypatch):
     assert _choose(fake_gpu, (9, 0), False) == "mma"  # built without 90 in FASTLLM_CUDA_ARCHS
 
 
+def test_the_hopper_forward_names_a_wgmma_kernel():
+    assert cuda_attention.HOPPER_FORWARD in (None, *cuda_attention.WGMMA_KERNELS)
+
+
 @pytest.mark.parametrize("kernel", cuda_attention.WGMMA_KERNELS)
 def test_forcing_a_kernel(fake_gpu, monkeypatch, kernel):
     monkeypatch.setenv("FASTLLM_CUDA_ATTENTION", kernel)
