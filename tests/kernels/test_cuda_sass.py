@@ -42,6 +42,8 @@ def attention_cubin(tmp_path_factory):
     cubin = tmp_path_factory.mktemp("sass") / "attention_wgmma.cubin"
     done = subprocess.run([nvcc, *FLAGS, "-Xptxas", "-v", "-cubin", "-o", str(cubin),
                            str(ROOT / "csrc" / "cuda" / "attention_wgmma.cu")], capture_output=True, text=True)
+    if "Unsupported gpu architecture" in done.stderr:
+        pytest.skip(f"this nvcc cannot build sm_90a (CUDA 12.0 or newer can): {done.stderr.strip()[:200]}")
     assert done.returncode == 0, done.stderr[-2000:]
     return cubin, done.stderr
 
