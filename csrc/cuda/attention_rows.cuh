@@ -12,6 +12,20 @@
 
 namespace fastllm {
 
+// The (batch, head) a block works on (bh = blockIdx.y): its rows of q and, through the GQA
+// group, of k and v.
+struct HeadInputs {
+  const uint16_t* q;
+  const uint16_t* k;
+  const uint16_t* v;
+};
+__device__ __forceinline__ HeadInputs head_inputs(const AttentionCudaArgs& a, int64_t bh) {
+  const int64_t b = bh / a.heads, h = bh % a.heads, kv_head = h / (a.heads / a.kv_heads);
+  return {static_cast<const uint16_t*>(a.q) + b * a.q_strides[0] + h * a.q_strides[1],
+          static_cast<const uint16_t*>(a.k) + b * a.k_strides[0] + kv_head * a.k_strides[1],
+          static_cast<const uint16_t*>(a.v) + b * a.v_strides[0] + kv_head * a.v_strides[1]};
+}
+
 // Element i = 4 j + e of a thread's accumulator, held flat (float[n], the wgmma kernel) or as
 // n / 4 fragments of 4 (float[n / 4][4], the mma kernel).
 template <int kCount>

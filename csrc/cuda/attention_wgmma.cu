@@ -38,8 +38,6 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
-#include <stdexcept>
-#include <string>
 #include <type_traits>
 
 #include "cuda/attention_cuda.h"
@@ -138,11 +136,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
   const int g = lane >> 2, t4 = lane & 3;
   const int m0 = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kBlockM;
   const int seq_q = static_cast<int>(a.seq_q), seq_k = static_cast<int>(a.seq_k);
-  const int64_t bh = blockIdx.y, b = bh / a.heads, h = bh % a.heads;
-  const int64_t kv_head = h / (a.heads / a.kv_heads);
-  const auto* q = static_cast<const uint16_t*>(a.q) + b * a.q_strides[0] + h * a.q_strides[1];
-  const auto* k = static_cast<const uint16_t*>(a.k) + b * a.k_strides[0] + kv_head * a.k_strides[1];
-  const auto* v = static_cast<const uint16_t*>(a.v) + b * a.v_strides[0] + kv_head * a.v_strides[1];
+  const int64_t bh = blockIdx.y;
+  const HeadInputs inputs = head_inputs(a, bh);
+  const uint16_t *q = inputs.q, *k = inputs.k, *v = inputs.v;
   const int64_t k_step = kBlockN * a.k_strides[2], v_step = kBlockN * a.v_strides[2];
 
   const TileCopy<D, Tile::kThreads> copy;
