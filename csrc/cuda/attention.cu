@@ -110,7 +110,7 @@ constexpr int shared_bytes() {
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads, 2) attention_fwd_mma_kernel(AttentionCudaArgs a) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(FASTLLM_CUDA_EMULATION)
   using Op = MmaOp<T>;
   constexpr int kPitch = D + 8;
   constexpr int kTile = kBlockN * kPitch;
@@ -240,6 +240,8 @@ __global__ void __launch_bounds__(kThreads, 2) attention_fwd_mma_kernel(Attentio
 #endif
 }
 
+#if !defined(FASTLLM_CUDA_EMULATION)  // the CPU emulator (tests/kernels/cuda_emu) launches the kernel itself
+
 template <typename T, int D>
 void launch_dim(const AttentionCudaArgs& a, const dim3& grid, cudaStream_t stream) {
   constexpr int kBytes = shared_bytes<D>();
@@ -260,7 +262,11 @@ void launch(const AttentionCudaArgs& a, cudaStream_t stream) {
   }
 }
 
+#endif  // !FASTLLM_CUDA_EMULATION
+
 }  // namespace
+
+#if !defined(FASTLLM_CUDA_EMULATION)
 
 #ifndef FASTLLM_HAVE_SM90A
 bool attention_wgmma_compiled() { return false; }
@@ -306,5 +312,7 @@ void attention_fwd_cuda(int dtype, const AttentionCudaArgs& args, uintptr_t stre
                                   std::to_string(dtype));
   }
 }
+
+#endif  // !FASTLLM_CUDA_EMULATION
 
 }  // namespace fastllm

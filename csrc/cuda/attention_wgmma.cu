@@ -28,9 +28,10 @@
 // Registers: O 64 + S 64 + P 32 a thread (kWgmma64: 64 + 32 + 16); 255 / 189 in all at D = 128,
 // no spills (tests/kernels/test_cuda_sass.py). K / V traffic from L2: 64 KB
 // per 8.4 MFLOP (kWgmma64: 32 KB per 2.1 MFLOP).
-// Tests: tests/kernels/test_cuda_attention_forward.py -m cuda; shared-memory layout, descriptor
-// and step-order models (CPU): tests/kernels/test_cuda_wgmma_model.py; what ptxas made of it:
-// tests/kernels/test_cuda_sass.py. Benchmark: bench/bench_attention.py.
+// Tests: tests/kernels/test_cuda_attention_forward.py -m cuda; this source run unchanged on a CPU
+// emulator of the block, with wgmma's ordering rules checked: tests/kernels/test_cuda_emulated.py;
+// shared-memory layout, descriptor and step-order models (CPU): tests/kernels/test_cuda_wgmma_model.py;
+// what ptxas made of it: tests/kernels/test_cuda_sass.py. Benchmark: bench/bench_attention.py.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -123,7 +124,7 @@ struct TileCopy {
 template <typename T, int D, class Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
     attention_fwd_wgmma_kernel(AttentionCudaArgs a) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(FASTLLM_CUDA_EMULATION)
   constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN;
   using Layout = SharedLayout<D, kBlockM, kBlockN>;
   extern __shared__ __align__(1024) uint8_t raw_smem[];
@@ -260,6 +261,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
 #endif
 }
 
+#if !defined(FASTLLM_CUDA_EMULATION)  // the CPU emulator (tests/kernels/cuda_emu) launches the kernel itself
+
 template <typename T, int D, class Tile>
 void launch_tiles(const AttentionCudaArgs& a, cudaStream_t stream) {
   constexpr int kBytes = SharedLayout<D, Tile::kBlockM, Tile::kBlockN>::kBytes;
@@ -289,7 +292,11 @@ void launch_dtype(int dtype, const AttentionCudaArgs& a, cudaStream_t stream) {
   }
 }
 
+#endif  // !FASTLLM_CUDA_EMULATION
+
 }  // namespace
+
+#if !defined(FASTLLM_CUDA_EMULATION)
 
 bool attention_wgmma_compiled() { return true; }
 
@@ -303,5 +310,7 @@ void attention_fwd_wgmma_cuda(int dtype, const AttentionCudaArgs& args, uintptr_
     launch_dtype<WideTiles>(dtype, args, stream);
   }
 }
+
+#endif  // !FASTLLM_CUDA_EMULATION
 
 }  // namespace fastllm

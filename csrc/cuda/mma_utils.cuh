@@ -23,11 +23,15 @@ struct MmaOp;
 template <>
 struct MmaOp<__half> {
   static __device__ __forceinline__ void run(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+#if defined(FASTLLM_CUDA_EMULATION)
+    emu::mma_m16n8k16(emu::Type::kHalf, c, a, b);
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
         "{%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
   }
   static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
     __half2 h = __floats2half2_rn(lo, hi);
@@ -40,11 +44,15 @@ struct MmaOp<__half> {
 template <>
 struct MmaOp<__nv_bfloat16> {
   static __device__ __forceinline__ void run(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+#if defined(FASTLLM_CUDA_EMULATION)
+    emu::mma_m16n8k16(emu::Type::kBfloat16, c, a, b);
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
         "{%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
   }
   static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
@@ -70,6 +78,8 @@ namespace fastllm {
 // 2(l%4), 2(l%4)+1 of matrix m; with .trans it receives rows 2(l%4), 2(l%4)+1 of column l/4
 // instead. So a row-major 8x8 block read plainly is an A or B fragment register whose pair runs
 // along the block's rows' contiguous dimension, and read with .trans one whose pair runs down it.
+
+#if !defined(FASTLLM_CUDA_EMULATION)  // tests/kernels/cuda_emu defines these on the CPU
 
 static __device__ __forceinline__ uint32_t shared_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -126,5 +136,7 @@ template <int kPending>
 static __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
+
+#endif  // !FASTLLM_CUDA_EMULATION
 
 }  // namespace fastllm

@@ -58,6 +58,8 @@ __device__ __forceinline__ uint64_t mn_major_descriptor(uint32_t tile, int rows,
   return smem_descriptor(tile + kk * 16 * 128, rows * 128, 1024);
 }
 
+#if !defined(FASTLLM_CUDA_EMULATION)  // tests/kernels/cuda_emu defines these on the CPU
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int kInFlight>
@@ -248,4 +250,7 @@ struct Wgmma<__nv_bfloat16, 128> {
   }
 };
 // END GENERATED
+
+#endif  // !FASTLLM_CUDA_EMULATION
+
 }  // namespace fastllm

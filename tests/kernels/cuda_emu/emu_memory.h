@@ -1,0 +1,195 @@
+// Shared memory, global buffers and cp.async for the CPU block emulator (emu_threads.h).
+//
+// Shared memory is one array (the kernel's `extern __shared__` symbol) seen through a window whose
+// first byte has shared address kWindowOffset, so a kernel's alignment padding is exercised.
+// Before each block every byte is 0xFF (a NaN in fp16 / bf16) so reads of bytes nobody wrote
+// show up, and the bytes past the launch's dynamic size hold a canary checked after the block.
+// cp.async lands at the issuing thread's cp.async.wait_group, the latest moment CUDA allows. Each
+// landed byte remembers when (the writer's barrier epoch and a global sequence number) and whether
+// its writer has since run fence.proxy.async, which the wgmma engine (emu_wgmma.h) checks.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "emu_threads.h"
+
+namespace emu {
+
+constexpr uint32_t kWindowOffset = 0x80;
+constexpr size_t kSharedCapacity = 232448 + 1024;  // Hopper's 227 KB of dynamic shared memory, + slack
+constexpr uint8_t kCanary = 0xA5;
+
+struct ByteState {
+  int32_t pending_writer = -1;  // thread whose cp.async to this byte has not landed
+  bool landed = false;          // written by a cp.async this block
+  bool fenced = false;          // its writer ran fence.proxy.async after it landed
+  uint64_t landed_epoch = 0, landed_seq = 0, fence_epoch = 0;
+  int32_t last_reader = -1;  // wgmma (block-wide id) that last read it
+};
+
+struct GlobalBuffer {
+  const uint8_t* begin;
+  size_t bytes;
+};
+
+struct Memory {
+  uint8_t* shared = nullptr;  // the kernel's extern __shared__ array
+  size_t dynamic_bytes = 0;   // the launch's dynamic shared-memory size
+  std::vector<ByteState> state;
+  std::vector<GlobalBuffer> globals;
+  uint64_t sequence = 0;
+};
+
+inline Memory& memory() {
+  static Memory instance;
+  return instance;
+}
+
+inline void reset_shared() {
+  Memory& m = memory();
+  std::memset(m.shared, 0xFF, m.dynamic_bytes);
+  std::memset(m.shared + m.dynamic_bytes, kCanary, kSharedCapacity - m.dynamic_bytes);
+  m.state.assign(m.dynamic_bytes, ByteState{});
+}
+
+inline void check_canary() {
+  Memory& m = memory();
+  for (size_t i = m.dynamic_bytes; i < kSharedCapacity; ++i) {
+    if (m.shared[i] != kCanary) fail("shared-memory byte %zu written past the launch's %zu bytes", i, m.dynamic_bytes);
+  }
+}
+
+// The shared-window address of a generic pointer into the kernel's shared array, and back.
+inline uint32_t shared_address_of(const void* p) {
+  Memory& m = memory();
+  const auto* byte = static_cast<const uint8_t*>(p);
+  if (byte < m.shared || byte >= m.shared + kSharedCapacity) fail("shared_address of a pointer outside shared memory");
+  return static_cast<uint32_t>(byte - m.shared) + kWindowOffset;
+}
+
+// Index into the shared array of `bytes` bytes at shared address `address`; out of the launch's
+// dynamic shared memory is an error naming `what`.
+inline size_t shared_index(uint32_t address, size_t bytes, const char* what) {
+  Memory& m = memory();
+  if (address < kWindowOffset || address - kWindowOffset + bytes > m.dynamic_bytes) {
+    fail("%s at shared address %#x (+%zu bytes) is outside the %zu bytes of dynamic shared memory", what, address,
+         bytes, m.dynamic_bytes);
+  }
+  return address - kWindowOffset;
+}
+
+inline void check_global(const void* p, size_t bytes, const char* what) {
+  const auto* begin = static_cast<const uint8_t*>(p);
+  for (const GlobalBuffer& b : memory().globals) {
+    if (begin >= b.begin && begin + bytes <= b.begin + b.bytes) return;
+  }
+  fail("%s reads %zu bytes at %p, outside every input buffer", what, bytes, p);
+}
+
+// ---- cp.async ----------------------------------------------------------------------------------
+
+inline void check_not_read_in_flight(size_t index, const char* what);  // emu_tensor_cores.h
+
+inline void cp_async(uint32_t dst, const void* src, bool valid) {
+  if (dst % 16) fail("cp.async to shared address %#x, not 16-byte aligned", dst);
+  const size_t index = shared_index(dst, 16, "cp.async destination");
+  if (valid) {
+    if (reinterpret_cast<uintptr_t>(src) % 16) fail("cp.async from %p, not 16-byte aligned", src);
+    check_global(src, 16, "cp.async");
+  }
+  Memory& m = memory();
+  for (size_t i = index; i < index + 16; ++i) {
+    if (m.state[i].pending_writer >= 0) {
+      fail("cp.async by thread %d to shared address %#zx, where thread %d's copy has not landed", self().tid,
+           i + kWindowOffset, m.state[i].pending_writer);
+    }
+    check_not_read_in_flight(i, "cp.async");
+    m.state[i].pending_writer = self().tid;
+  }
+  self().uncommitted.push_back({dst, src, valid});
+}
+
+inline void cp_async_commit_group() {
+  ThreadState& t = self();
+  t.copy_groups.push_back(std::move(t.uncommitted));
+  t.uncommitted.clear();
+}
+
+inline void land(const PendingCopy& copy) {
+  Memory& m = memory();
+  ThreadState& t = self();
+  const size_t index = copy.dst - kWindowOffset;
+  if (copy.valid) {
+    std::memcpy(m.shared + index, copy.src, 16);
+  } else {
+    std::memset(m.shared + index, 0, 16);
+  }
+  ++m.sequence;
+  for (size_t i = index; i < index + 16; ++i) {
+    ByteState& s = m.state[i];
+    s.pending_writer = -1;
+    s.landed = true;
+    s.fenced = false;
+    s.landed_epoch = t.epoch;
+    s.landed_seq = m.sequence;
+  }
+  t.unfenced.push_back(copy.dst);
+}
+
+inline void cp_async_wait_groups(size_t pending) {
+  ThreadState& t = self();
+  while (t.copy_groups.size() > pending) {
+    for (const PendingCopy& copy : t.copy_groups.front()) land(copy);
+    t.copy_groups.erase(t.copy_groups.begin());
+  }
+}
+
+inline void fence_proxy_async_shared() {
+  Memory& m = memory();
+  ThreadState& t = self();
+  for (uint32_t dst : t.unfenced) {
+    for (size_t i = dst - kWindowOffset; i < dst - kWindowOffset + 16; ++i) {
+      m.state[i].fenced = true;
+      m.state[i].fence_epoch = t.epoch;
+    }
+  }
+  t.unfenced.clear();
+}
+
+inline void check_copies_done() {
+  for (const ThreadState& t : runtime().fibers) {
+    if (!t.uncommitted.empty() || !t.copy_groups.empty()) {
+      fail("thread %d exited with cp.async copies it never waited for", t.tid);
+    }
+  }
+}
+
+// ---- ldmatrix (m8n8.x4, 16-bit) ------------------------------------------------------------------
+
+// Lanes 8m..8m+7 give the 16-byte rows of matrix m; lane l receives in register m the pair at row
+// l / 4, columns 2 (l % 4) .. +1 (trans: rows 2 (l % 4) .. +1 of column l / 4).
+inline void ldmatrix_x4(uint32_t (&out)[4], uint32_t row_address, bool trans) {
+  Warp& warp = own_warp();
+  const int lane = self().tid % 32;
+  if (row_address % 16) fail("ldmatrix row at %#x, not 16-byte aligned", row_address);
+  warp.values[lane] = row_address;
+  arrive_and_wait(warp.barrier, trans ? "ldmatrix.trans" : "ldmatrix");
+  Memory& m = memory();
+  auto element = [&](int matrix, int row, int col) {
+    const size_t index = shared_index(warp.values[8 * matrix + row] + 2 * col, 2, "ldmatrix");
+    uint16_t value;
+    std::memcpy(&value, m.shared + index, 2);
+    return static_cast<uint32_t>(value);
+  };
+  for (int matrix = 0; matrix < 4; ++matrix) {
+    const int a = lane / 4, b = 2 * (lane % 4);
+    out[matrix] = trans ? element(matrix, b, a) | element(matrix, b + 1, a) << 16
+                        : element(matrix, a, b) | element(matrix, a, b + 1) << 16;
+  }
+  arrive_and_wait(warp.barrier, trans ? "ldmatrix.trans (read)" : "ldmatrix (read)");
+}
+
+}  // namespace emu

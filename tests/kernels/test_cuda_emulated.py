@@ -1,0 +1,216 @@
+"""The CUDA attention forwards, unchanged, run on a CPU emulator of a thread block.
+
+No GPU runs in CI, yet the sm_90a wgmma kernel (csrc/cuda/attention_wgmma.cu) has never met one.
+tests/kernels/cuda_emu compiles the kernel sources with the host compiler (FASTLLM_CUDA_EMULATION
+swaps the inline PTX in mma_utils.cuh / wgmma.cuh for emulated instructions) and runs every CUDA
+thread of a block as a fiber. wgmma is emulated asynchronously with its ordering rules checked
+(fences, waits, cp.async landing and publication, registers and shared memory untouched while in
+flight), operands are read through the descriptors as wgmma_spec.py models them, global buffers
+sit against inaccessible pages and outputs start as NaN. The mma.sync kernel, which passed its GPU
+tests on an H100 and an H200, runs through the same emulator: that pins the emulator's own
+conventions (fragments, ldmatrix, shuffles, cp.async) to hardware-verified code.
+
+Results are compared with the fp32 reference by the flash-attention rule of DESIGN.md section 9
+(error at most 2x that of the reference computed in the same low precision, plus a small floor).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastllm.kernels.attention.ref import attention_ref
+
+ROOT = Path(__file__).resolve().parents[2]
+EMU_DIR = Path(__file__).resolve().parent / "cuda_emu"
+SOURCES = ["main.cpp", "emulate_wgmma.cpp", "emulate_mma.cpp"]
+DTYPE_CODES = {torch.float16: 1, torch.bfloat16: 2}
+
+
+def _cuda_include() -> Path | None:
+    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
+    candidates = [Path(nvcc).resolve().parent.parent / "include"] if nvcc else []
+    candidates.append(Path("/usr/local/cuda/include"))
+    return next((c for c in candidates if (c / "cuda_fp16.h").exists()), None)
+
+
+def _compile(command: list[str], what: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, f"building {what} failed:\n{result.stderr[-4000:]}"
+
+
+class EmulatorBuild:
+    """Compiles the emulator's translation units once; `binary` links them, optionally with the
+    wgmma kernel taken from another copy of csrc (a mutant)."""
+
+    def __init__(self, directory: Path):
+        include = _cuda_include()
+        compiler = shutil.which("g++")
+        if include is None or compiler is None:
+            pytest.skip("the emulator needs g++ and the CUDA toolkit's headers (cuda_fp16.h), not found here")
+        self.directory = directory
+        self.flags = [compiler, "-std=c++17", "-O1", "-Wall", "-Wno-unknown-pragmas", "-Werror",
+                      "-DFASTLLM_CUDA_EMULATION", f"-I{include}"]
+        for source in SOURCES:
+            self.object_file(source, ROOT / "csrc")
+
+    def object_file(self, source: str, csrc: Path) -> Path:
+        target = self.directory / f"{Path(source).stem}-{abs(hash(str(csrc)))}.o"
+        if not target.exists():
+            _compile([*self.flags, f"-I{csrc}", f"-I{ROOT / 'csrc'}", f"-I{EMU_DIR}", "-c", str(EMU_DIR / source),
+                      "-o", str(target)], source)
+        return target
+
+    def binary(self, csrc: Path = ROOT / "csrc") -> Path:
+        target = self.directory / f"emu_attention-{abs(hash(str(csrc)))}"
+        if not target.exists():
+            objects = [self.object_file(s, csrc if s == "emulate_wgmma.cpp" else ROOT / "csrc") for s in SOURCES]
+            _compile([self.flags[0], *map(str, objects), "-o", str(target)], "the emulator")
+        return target
+
+
+@pytest.fixture(scope="session")
+def build(tmp_path_factory) -> EmulatorBuild:
+    return EmulatorBuild(tmp_path_factory.mktemp("cuda_emu"))
+
+
+@pytest.fixture(scope="session")
+def emulator(build) -> Path:
+    return build.binary()
+
+
+def launch_emulated(binary: Path, workdir: Path, kernel: str, q, k, v, causal: bool, scale: float):
+    """Runs the CUDA kernel `kernel` (mma, wgmma, wgmma64) on the emulator: the finished process."""
+    tensors = {"q": q, "k": k, "v": v}
+    fields = [DTYPE_CODES[q.dtype], q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3],
+              int(causal), repr(float(scale))]
+    for t in tensors.values():
+        fields += list(t.stride()[:3])
+    for name, t in tensors.items():
+        assert t.storage_offset() == 0, "the emulator takes each input from the start of its storage"
+        storage = t.as_strided((t.untyped_storage().nbytes() // 2,), (1,), 0)
+        fields.append(storage.numel())
+        storage.contiguous().view(torch.int16).numpy().tofile(workdir / f"{name}.bin")
+    (workdir / "args.txt").write_text(" ".join(str(f) for f in fields))
+    return subprocess.run([str(binary), kernel, str(workdir)], capture_output=True, text=True, timeout=600)
+
+
+def run_emulated(binary: Path, workdir: Path, kernel: str, q, k, v, causal: bool, scale: float):
+    """(out, lse) of the CUDA kernel `kernel` on the emulator."""
+    result = launch_emulated(binary, workdir, kernel, q, k, v, causal, scale)
+    assert result.returncode == 0, f"{kernel} on the emulator failed ({result.returncode}): {result.stderr[-3000:]}"
+    batch, heads, seq_q, dim = q.shape
+    out = torch.from_file(str(workdir / "out.bin"), size=batch * heads * seq_q * dim, dtype=torch.int16)
+    lse = torch.from_file(str(workdir / "lse.bin"), size=batch * heads * seq_q, dtype=torch.float32)
+    return out.view(q.dtype).view(batch, heads, seq_q, dim).clone(), lse.view(batch, heads, seq_q).clone()
+
+
+def assert_flash_close(q, k, v, out, lse, causal: bool, scale: float) -> None:
+    truth, truth_lse = attention_ref(q.double(), k.double(), v.double(), causal=causal, scale=scale)
+    low, _ = attention_ref(q, k, v, causal=causal, scale=scale, upcast=False)
+    assert torch.isfinite(out.float()).all(), "the kernel left output elements unwritten (NaN) or overflowed"
+    ours = (out.double() - truth).abs().max().item()
+    reference = (low.double() - truth).abs().max().item()
+    assert ours <= 2 * reference + 1e-3, f"max error {ours:.3g} vs the low-precision reference's {reference:.3g}"
+    torch.testing.assert_close(lse.double(), truth_lse, atol=2e-3, rtol=0)
+
+
+def _inputs(shape, kv_heads, seq_k, dtype, seed, layout="bhtd"):
+    batch, heads, seq_q, dim = shape
+    generator = torch.Generator().manual_seed(seed)
+
+    def make(h, s):
+        if layout == "bthd":  # the projections' natural layout, read through strides
+            return torch.randn(batch, s, h, dim, generator=generator).to(dtype).transpose(1, 2)
+        return torch.randn(batch, h, s, dim, generator=generator).to(dtype)
+
+    return make(heads, seq_q), make(kv_heads, seq_k), make(kv_heads, seq_k)
+
+
+KERNELS = ["mma", "wgmma", "wgmma64"]
+
+# (batch, heads, kv_heads, seq_q, seq_k, head_dim, causal): one block and several, ragged tails,
+# the causal diagonal inside and across blocks, T < S (bottom-right), GQA, both head dims.
+CASES = [
+    (1, 1, 1, 128, 128, 64, False),
+    (1, 2, 1, 97, 97, 128, True),
+    (1, 2, 2, 200, 200, 64, True),
+    (2, 4, 1, 7, 300, 128, True),
+    (1, 1, 1, 130, 257, 128, False),
+    (1, 2, 2, 1, 1, 64, False),
+    (1, 8, 2, 64, 64, 128, True),
+    (1, 2, 1, 513, 1025, 128, True),  # many pipeline steps, both buffers reused several times
+]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "b{}h{}kv{}t{}s{}d{}{}".format(*c[:6], "c" if c[6] else ""))
+def test_emulated_forward_matches_reference(emulator, tmp_path, kernel, case):
+    batch, heads, kv_heads, seq_q, seq_k, dim, causal = case
+    dtype = torch.bfloat16 if (seq_q + dim) % 2 else torch.float16
+    q, k, v = _inputs((batch, heads, seq_q, dim), kv_heads, seq_k, dtype, seed=seq_q * 31 + seq_k)
+    scale = dim ** -0.5
+    out, lse = run_emulated(emulator, tmp_path, kernel, q, k, v, causal, scale)
+    assert_flash_close(q, k, v, out, lse, causal, scale)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_emulated_strided_inputs_and_negative_scale(emulator, tmp_path, kernel, dtype):
+    q, k, v = _inputs((2, 4, 70, 64), 2, 70, dtype, seed=5, layout="bthd")
+    scale = -0.3
+    out, lse = run_emulated(emulator, tmp_path, kernel, q, k, v, True, scale)
+    assert_flash_close(q, k, v, out, lse, True, scale)
+
+
+# Bugs the emulator must catch in the wgmma kernel: (text in attention_wgmma.cu, its replacement,
+# a pattern of what the emulator says, None where wrong results may be all that shows). Each is a real way to break the pipeline that a GPU may well forgive on
+# one run and not the next.
+MUTATIONS = {
+    "copies-not-published-to-the-async-proxy": (
+        "    fence_proxy_async();\n    __syncthreads();", "    __syncthreads();", "fence.proxy.async"),
+    "no-barrier-after-the-copies": (
+        "    fence_proxy_async();\n    __syncthreads();", "    fence_proxy_async();",
+        "no __syncthreads|still reads"),
+    "copies-not-waited-for": ("    cp_async_wait<0>();\n", "", "landed"),
+    "no-wgmma-fence": ("    wait_for_copies();\n    wgmma_fence();\n    issue_scores(block);",
+                       "    wait_for_copies();\n    issue_scores(block);", "wgmma.fence"),
+    "v-refilled-while-read": ("copy.template async<kBlockN>(base + Layout::v_tile(block & 1)",
+                              "copy.template async<kBlockN>(base + Layout::v_tile((block + 1) & 1)", "still reads"),
+    "p-repacked-while-read": ("    if (seq_k > 0) softmax(block, masked);\n",
+                              "    if (seq_k > 0) softmax(block, masked);\n    rescale_and_pack();\n",
+                              "changed the A registers"),
+    "scores-read-before-their-wait": ("wgmma_wait<decltype(with_pv)::value ? 1 : 0>();", "wgmma_wait<2>();", None),
+}
+
+
+def _mutant(root: Path, original: str, replacement: str) -> Path:
+    shutil.copytree(ROOT / "csrc" / "cuda", root / "cuda")
+    source = root / "cuda" / "attention_wgmma.cu"
+    text = source.read_text()
+    assert text.count(original) == 1, f"mutation anchor {original!r} not found once in attention_wgmma.cu: update it"
+    source.write_text(text.replace(original, replacement))
+    return root
+
+
+@pytest.mark.parametrize("mutation", list(MUTATIONS))
+def test_emulator_catches_broken_pipelines(build, tmp_path, mutation):
+    original, replacement, message = MUTATIONS[mutation]
+    binary = build.binary(_mutant(tmp_path / "csrc", original, replacement))
+    q, k, v = _inputs((1, 2, 300, 64), 1, 300, torch.float16, seed=3)
+    result = launch_emulated(binary, tmp_path, "wgmma", q, k, v, True, 0.125)
+    if message is None:  # caught by the results (NaN accumulators) if not by a rule
+        if result.returncode == 0:
+            out, lse = run_emulated(binary, tmp_path, "wgmma", q, k, v, True, 0.125)
+            with pytest.raises(AssertionError):
+                assert_flash_close(q, k, v, out, lse, True, 0.125)
+        else:
+            assert result.returncode == 3 and result.stderr.startswith("emu: "), result.stderr[-2000:]
+    else:
+        assert result.returncode == 3, f"the emulator missed it: rc {result.returncode}\n{result.stderr[-2000:]}"
+        assert re.search(message, result.stderr), result.stderr[-2000:]
