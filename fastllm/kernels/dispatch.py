@@ -116,7 +116,8 @@ def forced_backend(op: str) -> str | None:
 
 def pick(op: str, device: torch.device | str, backend: str | None = None) -> str:
     """The backend that will run `op` on `device`; `backend` (or FASTLLM_BACKEND) forces one."""
-    device = torch.device(device)
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
     forced, source = (backend, "backend=") if backend else (forced_backend(op), "FASTLLM_BACKEND=")
     if forced:
         reason = unavailable_reason(op, forced, device)
@@ -160,7 +161,7 @@ def direct_call_allowed(*tensors: torch.Tensor | None) -> bool:
     for t in tensors:
         if t is None:
             continue
-        if type(t) is not torch.Tensor or t.device.type == "meta" or (grad and t.requires_grad) \
+        if type(t) is not torch.Tensor or t.is_meta or (grad and t.requires_grad) \
                 or is_functorch_wrapped_tensor(t):
             return False
     return True
