@@ -45,8 +45,8 @@ def _compile(command: list[str], what: str) -> None:
 
 
 class EmulatorBuild:
-    """Compiles the emulator's translation units once; `binary` links them, optionally with the
-    wgmma kernel taken from another copy of csrc (a mutant)."""
+    """Compiles the emulator's translation units once; `binary` links them, optionally with one
+    kernel taken from another copy of csrc (a mutant)."""
 
     def __init__(self, directory: Path):
         include = _cuda_include()
@@ -66,10 +66,12 @@ class EmulatorBuild:
                       "-o", str(target)], source)
         return target
 
-    def binary(self, csrc: Path = ROOT / "csrc") -> Path:
-        target = self.directory / f"emu_attention-{abs(hash(str(csrc)))}"
+    def binary(self, mutant: Path | None = None, kernel: str | None = None) -> Path:
+        """The emulator; with `mutant`, the translation unit of `kernel` compiled from that csrc."""
+        mutated = f"emulate_{'wgmma' if kernel == 'wgmma' else 'mma'}.cpp" if mutant else None
+        target = self.directory / f"emu_attention-{abs(hash(str(mutant)))}"
         if not target.exists():
-            objects = [self.object_file(s, csrc if s == "emulate_wgmma.cpp" else ROOT / "csrc") for s in SOURCES]
+            objects = [self.object_file(s, mutant if s == mutated else ROOT / "csrc") for s in SOURCES]
             _compile([self.flags[0], *map(str, objects), "-o", str(target)], "the emulator")
         return target
 
@@ -168,45 +170,51 @@ def test_emulated_strided_inputs_and_negative_scale(emulator, tmp_path, kernel, 
     assert_flash_close(q, k, v, out, lse, True, scale)
 
 
-# Bugs the emulator must catch in the wgmma kernel: (text in attention_wgmma.cu, its replacement,
-# a pattern of what the emulator says, None where wrong results may be all that shows). Each is a real way to break the pipeline that a GPU may well forgive on
-# one run and not the next.
+# Bugs the emulator must catch: (kernel, text in its source, the replacement, a pattern of what the
+# emulator says, None where wrong results may be all that shows). Each is a real way to break a
+# pipeline that a GPU may well forgive on one run and not the next.
+KERNEL_SOURCES = {"wgmma": "attention_wgmma.cu", "mma": "attention.cu"}
 MUTATIONS = {
     "copies-not-published-to-the-async-proxy": (
-        "    fence_proxy_async();\n    __syncthreads();", "    __syncthreads();", "fence.proxy.async"),
+        "wgmma", "    fence_proxy_async();\n    __syncthreads();", "    __syncthreads();", "fence.proxy.async"),
     "no-barrier-after-the-copies": (
-        "    fence_proxy_async();\n    __syncthreads();", "    fence_proxy_async();",
+        "wgmma", "    fence_proxy_async();\n    __syncthreads();", "    fence_proxy_async();",
         "no __syncthreads|still reads"),
-    "copies-not-waited-for": ("    cp_async_wait<0>();\n", "", "landed"),
-    "no-wgmma-fence": ("    wait_for_copies();\n    wgmma_fence();\n    issue_scores(block);",
+    "copies-not-waited-for": ("wgmma", "    cp_async_wait<0>();\n", "", "landed"),
+    "no-wgmma-fence": ("wgmma", "    wait_for_copies();\n    wgmma_fence();\n    issue_scores(block);",
                        "    wait_for_copies();\n    issue_scores(block);", "wgmma.fence"),
-    "v-refilled-while-read": ("copy.template async<kBlockN>(base + Layout::v_tile(block & 1)",
+    "v-refilled-while-read": ("wgmma", "copy.template async<kBlockN>(base + Layout::v_tile(block & 1)",
                               "copy.template async<kBlockN>(base + Layout::v_tile((block + 1) & 1)", "still reads"),
-    "p-repacked-while-read": ("    if (seq_k > 0) softmax(block, masked);\n",
+    "p-repacked-while-read": ("wgmma", "    if (seq_k > 0) softmax(block, masked);\n",
                               "    if (seq_k > 0) softmax(block, masked);\n    rescale_and_pack();\n",
                               "changed the A registers"),
-    "scores-read-before-their-wait": ("wgmma_wait<decltype(with_pv)::value ? 1 : 0>();", "wgmma_wait<2>();", None),
+    "scores-read-before-their-wait": (
+        "wgmma", "wgmma_wait<decltype(with_pv)::value ? 1 : 0>();", "wgmma_wait<2>();", None),
+    "mma-stage-refilled-while-read": (
+        "mma", "    __syncthreads();  // everyone is done with this stage before it is refilled\n", "",
+        "no __syncthreads|before the cp.async"),
+    "mma-prefetch-not-waited-for": ("mma", "      cp_async_wait<1>();\n", "", "before the cp.async"),
 }
 
 
-def _mutant(root: Path, original: str, replacement: str) -> Path:
+def _mutant(root: Path, kernel: str, original: str, replacement: str) -> Path:
     shutil.copytree(ROOT / "csrc" / "cuda", root / "cuda")
-    source = root / "cuda" / "attention_wgmma.cu"
+    source = root / "cuda" / KERNEL_SOURCES[kernel]
     text = source.read_text()
-    assert text.count(original) == 1, f"mutation anchor {original!r} not found once in attention_wgmma.cu: update it"
+    assert text.count(original) == 1, f"mutation anchor {original!r} not found once in {source.name}: update it"
     source.write_text(text.replace(original, replacement))
     return root
 
 
 @pytest.mark.parametrize("mutation", list(MUTATIONS))
 def test_emulator_catches_broken_pipelines(build, tmp_path, mutation):
-    original, replacement, message = MUTATIONS[mutation]
-    binary = build.binary(_mutant(tmp_path / "csrc", original, replacement))
+    kernel, original, replacement, message = MUTATIONS[mutation]
+    binary = build.binary(_mutant(tmp_path / "csrc", kernel, original, replacement), kernel)
     q, k, v = _inputs((1, 2, 300, 64), 1, 300, torch.float16, seed=3)
-    result = launch_emulated(binary, tmp_path, "wgmma", q, k, v, True, 0.125)
+    result = launch_emulated(binary, tmp_path, kernel, q, k, v, True, 0.125)
     if message is None:  # caught by the results (NaN accumulators) if not by a rule
         if result.returncode == 0:
-            out, lse = run_emulated(binary, tmp_path, "wgmma", q, k, v, True, 0.125)
+            out, lse = run_emulated(binary, tmp_path, kernel, q, k, v, True, 0.125)
             with pytest.raises(AssertionError):
                 assert_flash_close(q, k, v, out, lse, True, 0.125)
         else:

@@ -26,9 +26,13 @@ struct ByteState {
   int32_t pending_writer = -1;  // thread whose cp.async to this byte has not landed
   bool landed = false;          // written by a cp.async this block
   bool fenced = false;          // its writer ran fence.proxy.async after it landed
+  int32_t landed_by = -1;
   uint64_t landed_epoch = 0, landed_seq = 0, fence_epoch = 0;
-  int32_t last_reader = -1;  // wgmma (block-wide id) that last read it
+  // ldmatrix reads: the barrier epoch of the last, and who read in it (kManyReaders: several).
+  int32_t read_by = -1;
+  uint64_t read_epoch = 0;
 };
+constexpr int32_t kManyReaders = -2;
 
 struct GlobalBuffer {
   const uint8_t* begin;
@@ -107,6 +111,11 @@ inline void cp_async(uint32_t dst, const void* src, bool valid) {
            i + kWindowOffset, m.state[i].pending_writer);
     }
     check_not_read_in_flight(i, "cp.async");
+    const ByteState& b = m.state[i];
+    if (b.read_by != -1 && b.read_by != self().tid && b.read_epoch == self().epoch) {
+      fail("cp.async by thread %d overwrites shared address %#zx, read by ldmatrix with no __syncthreads between",
+           self().tid, i + kWindowOffset);
+    }
     m.state[i].pending_writer = self().tid;
   }
   self().uncommitted.push_back({dst, src, valid});
@@ -132,6 +141,7 @@ inline void land(const PendingCopy& copy) {
     ByteState& s = m.state[i];
     s.pending_writer = -1;
     s.landed = true;
+    s.landed_by = t.tid;
     s.fenced = false;
     s.landed_epoch = t.epoch;
     s.landed_seq = m.sequence;
@@ -169,6 +179,27 @@ inline void check_copies_done() {
 
 // ---- ldmatrix (m8n8.x4, 16-bit) ------------------------------------------------------------------
 
+// A read of shared byte `index` by the calling thread: a cp.async into it must have landed and,
+// when another thread issued it, a __syncthreads must separate the two.
+inline void note_generic_read(size_t index) {
+  ByteState& b = memory().state[index];
+  const ThreadState& t = self();
+  if (b.pending_writer >= 0) {
+    fail("thread %d read shared address %#zx before the cp.async of thread %d landed", t.tid, index + kWindowOffset,
+         b.pending_writer);
+  }
+  if (b.landed && b.landed_by != t.tid && b.landed_epoch >= t.epoch) {
+    fail("thread %d read shared address %#zx, copied by thread %d with no __syncthreads between", t.tid,
+         index + kWindowOffset, b.landed_by);
+  }
+  if (b.read_epoch != t.epoch || b.read_by == -1) {
+    b.read_by = t.tid;
+  } else if (b.read_by != t.tid) {
+    b.read_by = kManyReaders;
+  }
+  b.read_epoch = t.epoch;
+}
+
 // Lanes 8m..8m+7 give the 16-byte rows of matrix m; lane l receives in register m the pair at row
 // l / 4, columns 2 (l % 4) .. +1 (trans: rows 2 (l % 4) .. +1 of column l / 4).
 inline void ldmatrix_x4(uint32_t (&out)[4], uint32_t row_address, bool trans) {
@@ -180,6 +211,7 @@ inline void ldmatrix_x4(uint32_t (&out)[4], uint32_t row_address, bool trans) {
   Memory& m = memory();
   auto element = [&](int matrix, int row, int col) {
     const size_t index = shared_index(warp.values[8 * matrix + row] + 2 * col, 2, "ldmatrix");
+    for (size_t i = index; i < index + 2; ++i) note_generic_read(i);
     uint16_t value;
     std::memcpy(&value, m.shared + index, 2);
     return static_cast<uint32_t>(value);
