@@ -39,7 +39,8 @@
 // 0.75-0.84x SDPA flash and below the Triton forward (wgmma on Hopper: 1.16-1.50x), which the
 // automatic choice therefore takes for T > 1. Matching it needs a wgmma (sm_90a) kernel.
 // Benchmark: bench/bench_attention.py.
-// Test: tests/kernels/test_attention_backends.py -m cuda; index and softmax models (CPU):
+// Test: tests/kernels/test_attention_backends.py -m cuda; on a CPU emulator of the block:
+// tests/kernels/test_cuda_emulated.py; index and softmax models (CPU):
 // tests/kernels/test_cuda_attention_model.py.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

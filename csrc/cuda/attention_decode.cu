@@ -37,7 +37,8 @@
 // time, 32 heads / 8 kv heads, D = 128, bf16): 2500 GB/s at B = 1, S = 32K (75% of peak), 2979 at
 // B = 8 (89%); 0.94-0.98x SDPA (bench/RESULTS.md).
 // Index math replayed on the CPU: tests/kernels/test_cuda_decode_model.py.
-// Test: tests/kernels/test_attention_backends.py -m cuda; benchmark: bench/bench_attention.py.
+// Test: tests/kernels/test_attention_backends.py -m cuda, and on a CPU emulator of the block:
+// tests/kernels/test_cuda_emulated.py; benchmark: bench/bench_attention.py.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -65,11 +66,16 @@ constexpr float kLn2 = 0.6931471805599453f;
 
 // 16 bytes read once: skip L1, ask L2 for the whole 256-byte line (a K row at D = 128).
 __device__ __forceinline__ uint4 load_stream(const void* p) {
+#if defined(FASTLLM_CUDA_EMULATION)  // tests/kernels/cuda_emu: a bounds-checked plain load
+  emu::check_global(p, 16, "ld.global.nc");
+  return *static_cast<const uint4*>(p);
+#else
   uint4 r;
   asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
                : "l"(p));
   return r;
+#endif
 }
 
 __device__ __forceinline__ uint32_t word(const uint4& r, int i) {
@@ -315,6 +321,8 @@ __global__ void __launch_bounds__(kCombineThreads)
   if (threadIdx.x == 0) a.lse[bh] = (global_max + log2f(sum)) * kLn2;
 }
 
+#if !defined(FASTLLM_CUDA_EMULATION)  // the CPU emulator (tests/kernels/cuda_emu) launches the kernels itself
+
 template <typename T, int D>
 void launch_dim(const AttentionCudaArgs& a, const AttentionDecodeWorkspace& w, cudaStream_t stream) {
   const int64_t group = a.heads / a.kv_heads;
@@ -335,7 +343,11 @@ void launch(const AttentionCudaArgs& a, const AttentionDecodeWorkspace& w, cudaS
   }
 }
 
+#endif  // !FASTLLM_CUDA_EMULATION
+
 }  // namespace
+
+#if !defined(FASTLLM_CUDA_EMULATION)
 
 void attention_decode_cuda(int dtype, const AttentionCudaArgs& args, const AttentionDecodeWorkspace& w,
                            uintptr_t stream) {
@@ -361,5 +373,7 @@ void attention_decode_cuda(int dtype, const AttentionCudaArgs& args, const Atten
                                   std::to_string(dtype));
   }
 }
+
+#endif  // !FASTLLM_CUDA_EMULATION
 
 }  // namespace fastllm

@@ -1,14 +1,18 @@
-"""The CUDA attention forwards, unchanged, run on a CPU emulator of a thread block.
+"""The CUDA attention kernels, unchanged, run on a CPU emulator of a thread block.
 
 No GPU runs in CI, yet the sm_90a wgmma kernel (csrc/cuda/attention_wgmma.cu) has never met one.
 tests/kernels/cuda_emu compiles the kernel sources with the host compiler (FASTLLM_CUDA_EMULATION
-swaps the inline PTX in mma_utils.cuh / wgmma.cuh for emulated instructions) and runs every CUDA
-thread of a block as a fiber. wgmma is emulated asynchronously with its ordering rules checked
-(fences, waits, cp.async landing and publication, registers and shared memory untouched while in
-flight), operands are read through the descriptors as wgmma_spec.py models them, global buffers
-sit against inaccessible pages and outputs start as NaN. The mma.sync kernel, which passed its GPU
-tests on an H100 and an H200, runs through the same emulator: that pins the emulator's own
-conventions (fragments, ldmatrix, shuffles, cp.async) to hardware-verified code.
+swaps the inline PTX in mma_utils.cuh / wgmma.cuh / attention_decode.cu for emulated instructions)
+and runs every CUDA thread of a block as a fiber. wgmma is emulated asynchronously with its
+ordering rules checked (fences, waits, cp.async landing and publication, registers and shared
+memory untouched while in flight), operands are read through the descriptors as wgmma_spec.py
+models them, ldmatrix reads are checked against cp.async copies that have not landed or were not
+published by a barrier, global buffers sit against inaccessible pages and outputs start as NaN.
+The mma.sync forward and the split-KV decoding kernels, which passed their GPU tests on an H100
+and an H200, run through the same emulator: that pins the emulator's own conventions (fragments,
+ldmatrix, shuffles, cp.async) to hardware-verified code, and keeps those kernels tested in CI.
+Mutations of each kernel (a fence, a wait or a barrier removed, a buffer refilled too early) must
+be caught. Not checked: plain (non-cp.async) shared-memory races, and anything about speed.
 
 Results are compared with the fp32 reference by the flash-attention rule of DESIGN.md section 9
 (error at most 2x that of the reference computed in the same low precision, plus a small floor).
@@ -28,7 +32,7 @@ from fastllm.kernels.attention.ref import attention_ref
 
 ROOT = Path(__file__).resolve().parents[2]
 EMU_DIR = Path(__file__).resolve().parent / "cuda_emu"
-SOURCES = ["main.cpp", "emulate_wgmma.cpp", "emulate_mma.cpp"]
+SOURCES = ["main.cpp", "emulate_wgmma.cpp", "emulate_mma.cpp", "emulate_decode.cpp"]
 DTYPE_CODES = {torch.float16: 1, torch.bfloat16: 2}
 
 
@@ -68,7 +72,7 @@ class EmulatorBuild:
 
     def binary(self, mutant: Path | None = None, kernel: str | None = None) -> Path:
         """The emulator; with `mutant`, the translation unit of `kernel` compiled from that csrc."""
-        mutated = f"emulate_{'wgmma' if kernel == 'wgmma' else 'mma'}.cpp" if mutant else None
+        mutated = f"emulate_{kernel}.cpp" if mutant else None
         target = self.directory / f"emu_attention-{abs(hash(str(mutant)))}"
         if not target.exists():
             objects = [self.object_file(s, mutant if s == mutated else ROOT / "csrc") for s in SOURCES]
@@ -86,8 +90,10 @@ def emulator(build) -> Path:
     return build.binary()
 
 
-def launch_emulated(binary: Path, workdir: Path, kernel: str, q, k, v, causal: bool, scale: float):
-    """Runs the CUDA kernel `kernel` (mma, wgmma, wgmma64) on the emulator: the finished process."""
+def launch_emulated(binary: Path, workdir: Path, kernel: str, q, k, v, causal: bool, scale: float,
+                    splits: tuple[int, int] = ()):
+    """Runs the CUDA kernel `kernel` (mma, wgmma, wgmma64; decode with `splits` = (n_splits,
+    keys_per_split)) on the emulator: the finished process."""
     tensors = {"q": q, "k": k, "v": v}
     fields = [DTYPE_CODES[q.dtype], q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3],
               int(causal), repr(float(scale))]
@@ -98,13 +104,15 @@ def launch_emulated(binary: Path, workdir: Path, kernel: str, q, k, v, causal: b
         storage = t.as_strided((t.untyped_storage().nbytes() // 2,), (1,), 0)
         fields.append(storage.numel())
         storage.contiguous().view(torch.int16).numpy().tofile(workdir / f"{name}.bin")
+    fields += list(splits)
     (workdir / "args.txt").write_text(" ".join(str(f) for f in fields))
     return subprocess.run([str(binary), kernel, str(workdir)], capture_output=True, text=True, timeout=600)
 
 
-def run_emulated(binary: Path, workdir: Path, kernel: str, q, k, v, causal: bool, scale: float):
+def run_emulated(binary: Path, workdir: Path, kernel: str, q, k, v, causal: bool, scale: float,
+                 splits: tuple[int, int] = ()):
     """(out, lse) of the CUDA kernel `kernel` on the emulator."""
-    result = launch_emulated(binary, workdir, kernel, q, k, v, causal, scale)
+    result = launch_emulated(binary, workdir, kernel, q, k, v, causal, scale, splits)
     assert result.returncode == 0, f"{kernel} on the emulator failed ({result.returncode}): {result.stderr[-3000:]}"
     batch, heads, seq_q, dim = q.shape
     out = torch.from_file(str(workdir / "out.bin"), size=batch * heads * seq_q * dim, dtype=torch.int16)
@@ -170,10 +178,31 @@ def test_emulated_strided_inputs_and_negative_scale(emulator, tmp_path, kernel, 
     assert_flash_close(q, k, v, out, lse, True, scale)
 
 
+
+# Split-KV decoding, one query: (batch, heads, kv_heads, seq_k, head_dim, n_splits, keys_per_split).
+# Ragged last splits and tiles, GQA groups above the 8 heads a block serves, one key, MHA.
+DECODE_CASES = [
+    (1, 8, 2, 37, 64, 3, 16),
+    (2, 16, 1, 300, 128, 5, 64),
+    (1, 4, 4, 1, 128, 1, 1),
+    (3, 6, 2, 129, 64, 2, 100),
+    (1, 32, 8, 1000, 128, 7, 150),
+]
+
+
+@pytest.mark.parametrize("case", DECODE_CASES, ids=lambda c: "b{}h{}kv{}s{}d{}x{}".format(*c[:6]))
+def test_emulated_decode_matches_reference(emulator, tmp_path, case):
+    batch, heads, kv_heads, seq_k, dim, n_splits, keys_per_split = case
+    dtype = torch.bfloat16 if seq_k % 2 else torch.float16
+    q, k, v = _inputs((batch, heads, 1, dim), kv_heads, seq_k, dtype, seed=seq_k, layout="bthd")
+    scale = dim ** -0.5
+    out, lse = run_emulated(emulator, tmp_path, "decode", q, k, v, True, scale, (n_splits, keys_per_split))
+    assert_flash_close(q, k, v, out, lse, True, scale)
+
 # Bugs the emulator must catch: (kernel, text in its source, the replacement, a pattern of what the
 # emulator says, None where wrong results may be all that shows). Each is a real way to break a
 # pipeline that a GPU may well forgive on one run and not the next.
-KERNEL_SOURCES = {"wgmma": "attention_wgmma.cu", "mma": "attention.cu"}
+KERNEL_SOURCES = {"wgmma": "attention_wgmma.cu", "mma": "attention.cu", "decode": "attention_decode.cu"}
 MUTATIONS = {
     "copies-not-published-to-the-async-proxy": (
         "wgmma", "    fence_proxy_async();\n    __syncthreads();", "    __syncthreads();", "fence.proxy.async"),
@@ -194,6 +223,7 @@ MUTATIONS = {
         "mma", "    __syncthreads();  // everyone is done with this stage before it is refilled\n", "",
         "no __syncthreads|before the cp.async"),
     "mma-prefetch-not-waited-for": ("mma", "      cp_async_wait<1>();\n", "", "before the cp.async"),
+    "decode-p-from-the-wrong-lanes": ("decode", "src1 = src0 + 4;", "src1 = src0 + 2;", None),
 }
 
 
@@ -210,11 +240,12 @@ def _mutant(root: Path, kernel: str, original: str, replacement: str) -> Path:
 def test_emulator_catches_broken_pipelines(build, tmp_path, mutation):
     kernel, original, replacement, message = MUTATIONS[mutation]
     binary = build.binary(_mutant(tmp_path / "csrc", kernel, original, replacement), kernel)
-    q, k, v = _inputs((1, 2, 300, 64), 1, 300, torch.float16, seed=3)
-    result = launch_emulated(binary, tmp_path, kernel, q, k, v, True, 0.125)
+    seq_q, splits = (1, (3, 128)) if kernel == "decode" else (300, ())
+    q, k, v = _inputs((1, 2, seq_q, 64), 1, 300, torch.float16, seed=3)
+    result = launch_emulated(binary, tmp_path, kernel, q, k, v, True, 0.125, splits)
     if message is None:  # caught by the results (NaN accumulators) if not by a rule
         if result.returncode == 0:
-            out, lse = run_emulated(binary, tmp_path, kernel, q, k, v, True, 0.125)
+            out, lse = run_emulated(binary, tmp_path, kernel, q, k, v, True, 0.125, splits)
             with pytest.raises(AssertionError):
                 assert_flash_close(q, k, v, out, lse, True, 0.125)
         else:

@@ -34,7 +34,18 @@ template <class Value>
 inline Value __shfl_xor_sync(unsigned mask, Value value, int lane_mask) {
   return emu::shuffle_xor(mask, value, lane_mask);
 }
+template <class Value>
+inline Value __shfl_sync(unsigned mask, Value value, int source_lane) {
+  return emu::shuffle_index(mask, value, source_lane);
+}
 inline bool __any_sync(unsigned mask, int predicate) { return emu::vote_any(mask, predicate != 0); }
+// Byte i of the result is byte (selector >> 4i) & 7 of the 8 bytes y:x (x the low four).
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned selector) {
+  const uint64_t bytes = (static_cast<uint64_t>(y) << 32) | x;
+  unsigned out = 0;
+  for (int i = 0; i < 4; ++i) out |= static_cast<unsigned>((bytes >> (8 * ((selector >> (4 * i)) & 7))) & 0xFF) << (8 * i);
+  return out;
+}
 [[noreturn]] inline void __trap() { emu::fail("__trap() reached"); }
 
 namespace emu {
@@ -46,10 +57,12 @@ constexpr Type type_of() {
 }
 
 // Runs `body` (the kernel call) over `grid` with `threads` threads and `shared_bytes` of dynamic
-// shared memory at `shared` (the kernel's extern __shared__ array), checking each block's exit.
+// shared memory at `shared` (the kernel's extern __shared__ array, or nullptr for none), checking
+// each block's exit.
 inline void launch_kernel(Dim grid, int threads, uint8_t* shared, size_t shared_bytes, std::function<void()> body) {
   if (shared_bytes + kWindowOffset > kSharedCapacity) fail("launch asks for %zu bytes of shared memory", shared_bytes);
-  memory().shared = shared;
+  static uint8_t no_extern_shared[kSharedCapacity];  // kernels with only static __shared__ arrays
+  memory().shared = shared != nullptr ? shared : no_extern_shared;
   memory().dynamic_bytes = shared_bytes;
   runtime().before_block = [] {
     reset_shared();

@@ -1,4 +1,4 @@
-// A CPU emulator of a CUDA thread block, enough to run this project's tensor-core attention
+// A CPU emulator of a CUDA thread block (one-dimensional), enough to run this project's attention
 // kernels unchanged (compiled by the host compiler with FASTLLM_CUDA_EMULATION defined; the
 // headers in csrc/cuda swap their inline PTX for the calls below). Test-only: see
 // tests/kernels/test_cuda_emulated.py.
@@ -219,20 +219,32 @@ inline void require_full_mask(unsigned mask, const char* what) {
   if (mask != 0xffffffffu) fail("%s with mask %#x: the kernels here only use whole warps", what, mask);
 }
 
-template <class Value>
-inline Value shuffle_xor(unsigned mask, Value value, int lane_mask) {
+// Every lane publishes `value` and receives that of lane source(lane, argument); `argument` must
+// be the same in all lanes when `uniform` (the xor form).
+template <class Value, class Source>
+inline Value shuffle(unsigned mask, Value value, int argument, bool uniform, Source source, const char* what) {
   static_assert(sizeof(Value) == 4, "32-bit shuffles only");
-  require_full_mask(mask, "__shfl_xor_sync");
+  require_full_mask(mask, what);
   Warp& warp = own_warp();
   const int lane = self().tid % 32;
   std::memcpy(&warp.values[lane], &value, 4);
-  warp.lane_masks[lane] = lane_mask;
-  arrive_and_wait(warp.barrier, "__shfl_xor_sync");
-  if (warp.lane_masks[0] != lane_mask) fail("__shfl_xor_sync lane masks differ within a warp");
+  warp.lane_masks[lane] = argument;
+  arrive_and_wait(warp.barrier, what);
+  if (uniform && warp.lane_masks[0] != argument) fail("%s lane masks differ within a warp", what);
   Value out;
-  std::memcpy(&out, &warp.values[(lane ^ lane_mask) & 31], 4);
-  arrive_and_wait(warp.barrier, "__shfl_xor_sync (read)");
+  std::memcpy(&out, &warp.values[source(lane, argument) & 31], 4);
+  arrive_and_wait(warp.barrier, what);
   return out;
+}
+
+template <class Value>
+inline Value shuffle_xor(unsigned mask, Value value, int lane_mask) {
+  return shuffle(mask, value, lane_mask, true, [](int lane, int m) { return lane ^ m; }, "__shfl_xor_sync");
+}
+
+template <class Value>
+inline Value shuffle_index(unsigned mask, Value value, int source_lane) {
+  return shuffle(mask, value, source_lane, false, [](int, int source) { return source; }, "__shfl_sync");
 }
 
 inline bool vote_any(unsigned mask, bool predicate) {

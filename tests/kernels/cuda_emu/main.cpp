@@ -1,7 +1,9 @@
-// emu_attention KERNEL DIR: runs a CUDA attention forward (KERNEL: mma, wgmma or wgmma64) on the CPU
-// block emulator. DIR/args.txt holds, whitespace-separated:
+// emu_attention KERNEL DIR: runs a CUDA attention kernel (KERNEL: the forwards mma, wgmma, wgmma64,
+// or the split-KV decoding pair, decode) on the CPU block emulator. DIR/args.txt holds,
+// whitespace-separated:
 //   dtype (1 fp16, 2 bf16) batch heads kv_heads seq_q seq_k head_dim causal scale
 //   q_strides[3] k_strides[3] v_strides[3] q_elements k_elements v_elements
+//   [n_splits keys_per_split]  (decode only)
 // and DIR/q.bin, k.bin, v.bin the raw 16-bit storage the strides index. Writes DIR/out.bin
 // (B, H, T, D contiguous, same dtype) and DIR/lse.bin (B, H, T float32). Every buffer ends at a
 // page boundary followed by an inaccessible page, so a read or write past it crashes; outputs
@@ -23,6 +25,7 @@
 namespace fastllm {
 void emulate_wgmma(int dtype, const AttentionCudaArgs& a, bool narrow);
 void emulate_mma(int dtype, const AttentionCudaArgs& a);
+void emulate_decode(int dtype, const AttentionCudaArgs& a, const AttentionDecodeWorkspace& w);
 }  // namespace fastllm
 
 namespace {
@@ -60,7 +63,7 @@ void write_output(const std::string& path, const void* data, size_t bytes) {
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: %s mma|wgmma|wgmma64 DIR\n", argv[0]);
+    std::fprintf(stderr, "usage: %s mma|wgmma|wgmma64|decode DIR\n", argv[0]);
     return 2;
   }
   const std::string kernel = argv[1], dir = argv[2];
@@ -88,7 +91,17 @@ int main(int argc, char** argv) {
   a.out_strides[1] = a.seq_q * a.head_dim;
   a.out_strides[0] = a.heads * a.out_strides[1];
 
-  if (kernel == "mma") {
+  if (kernel == "decode") {
+    fastllm::AttentionDecodeWorkspace w{};
+    if (!(args_file >> w.n_splits >> w.keys_per_split)) {
+      emu::fail("%s/args.txt: decode needs n_splits keys_per_split", dir.c_str());
+    }
+    const size_t partial_rows = static_cast<size_t>(w.n_splits) * rows;
+    w.partial_out = reinterpret_cast<float*>(guarded_buffer(partial_rows * a.head_dim * 4));
+    w.partial_max = reinterpret_cast<float*>(guarded_buffer(partial_rows * 4));
+    w.partial_sum = reinterpret_cast<float*>(guarded_buffer(partial_rows * 4));
+    fastllm::emulate_decode(dtype, a, w);
+  } else if (kernel == "mma") {
     fastllm::emulate_mma(dtype, a);
   } else if (kernel == "wgmma" || kernel == "wgmma64") {
     fastllm::emulate_wgmma(dtype, a, kernel == "wgmma64");
