@@ -98,7 +98,7 @@ __device__ __forceinline__ void load_tile(uint16_t* smem, const uint16_t* src, i
     } else {
       uint4 value = make_uint4(0, 0, 0, 0);
       if (valid) value = *reinterpret_cast<const uint4*>(p);
-      *reinterpret_cast<uint4*>(dst + i * kRowsPerPass * kPitch) = value;
+      store_shared_16(dst + i * kRowsPerPass * kPitch, value);
     }
     p += kRowsPerPass * stride;
   }

@@ -115,7 +115,7 @@ struct TileCopy {
       value.y ^= sign;
       value.z ^= sign;
       value.w ^= sign;
-      *reinterpret_cast<uint4*>(dst + i * kRowsPerPass * 128) = value;
+      store_shared_16(dst + i * kRowsPerPass * 128, value);
       p += kRowsPerPass * stride;
     }
   }
@@ -221,9 +221,19 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
   };
 
   // One step: scores of `block`, and (with_pv) P V of the block before.
+  // Pins every register the batches read or write above the fence that must separate them from
+  // other instructions' accesses (the compiler would otherwise be free to sink an O rescale or a
+  // P pack below it).
+  auto fence_registers = [&] {
+    keep_in_order(o);
+    keep_in_order(s);
+    keep_in_order(p);
+    wgmma_fence();
+  };
+
   auto step = [&](int block, auto masked, auto with_pv) {
     wait_for_copies();
-    wgmma_fence();
+    fence_registers();
     issue_scores(block);
     if constexpr (decltype(with_pv)::value) issue_pv(block - 1);
     copy_ahead(block);  // its address math overlaps the batches; it fills buffers they do not read
@@ -250,7 +260,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
   for (; block < min(n_full, n_blocks); ++block) step(block, std::false_type{}, std::true_type{});
   for (; block < n_blocks; ++block) step(block, std::true_type{}, std::true_type{});
   wait_for_copies();  // V[n_blocks - 1]
-  wgmma_fence();
+  fence_registers();
   issue_pv(n_blocks - 1);
   wgmma_wait<0>();
   keep_in_order(o);

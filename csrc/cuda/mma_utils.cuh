@@ -129,6 +129,11 @@ static __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
 }
 
+// A plain 16-byte shared-memory store (the CPU emulator tracks it like a copy that landed).
+static __device__ __forceinline__ void store_shared_16(void* dst, const uint4& value) {
+  *reinterpret_cast<uint4*>(dst) = value;
+}
+
 static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
 // Waits until at most `kPending` committed groups are still in flight.

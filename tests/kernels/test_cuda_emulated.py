@@ -27,12 +27,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import wgmma_spec as spec
 
 from fastllm.kernels.attention.ref import attention_ref
 
 ROOT = Path(__file__).resolve().parents[2]
 EMU_DIR = Path(__file__).resolve().parent / "cuda_emu"
-SOURCES = ["main.cpp", "emulate_wgmma.cpp", "emulate_mma.cpp", "emulate_decode.cpp"]
+SOURCES = ["main.cpp", "emulate_wgmma.cpp", "emulate_mma.cpp", "emulate_decode.cpp", "emulate_faults.cpp"]
 DTYPE_CODES = {torch.float16: 1, torch.bfloat16: 2}
 
 
@@ -72,7 +73,7 @@ class EmulatorBuild:
 
     def binary(self, mutant: Path | None = None, kernel: str | None = None) -> Path:
         """The emulator; with `mutant`, the translation unit of `kernel` compiled from that csrc."""
-        mutated = f"emulate_{kernel}.cpp" if mutant else None
+        mutated = f"emulate_{kernel.removesuffix('64')}.cpp" if mutant else None
         target = self.directory / f"emu_attention-{abs(hash(str(mutant)))}"
         if not target.exists():
             objects = [self.object_file(s, mutant if s == mutated else ROOT / "csrc") for s in SOURCES]
@@ -154,19 +155,37 @@ CASES = [
     (1, 1, 1, 130, 257, 128, False),
     (1, 2, 2, 1, 1, 64, False),
     (1, 8, 2, 64, 64, 128, True),
-    (1, 2, 1, 513, 1025, 128, True),  # many pipeline steps, both buffers reused several times
 ]
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "b{}h{}kv{}t{}s{}d{}{}".format(*c[:6], "c" if c[6] else ""))
-def test_emulated_forward_matches_reference(emulator, tmp_path, kernel, case):
+def test_emulated_forward_matches_reference(emulator, tmp_path, kernel, dtype, case):
     batch, heads, kv_heads, seq_q, seq_k, dim, causal = case
-    dtype = torch.bfloat16 if (seq_q + dim) % 2 else torch.float16
     q, k, v = _inputs((batch, heads, seq_q, dim), kv_heads, seq_k, dtype, seed=seq_q * 31 + seq_k)
     scale = dim ** -0.5
     out, lse = run_emulated(emulator, tmp_path, kernel, q, k, v, causal, scale)
     assert_flash_close(q, k, v, out, lse, causal, scale)
+
+
+@pytest.mark.parametrize("kernel", ["wgmma", "wgmma64"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_emulated_wgmma_pipeline_over_many_steps(emulator, tmp_path, kernel, dtype):
+    """Many key blocks: both K / V buffers refilled several times, T < S causal (the mma kernel,
+    verified on hardware, is 4x slower to emulate and skips this one)."""
+    q, k, v = _inputs((1, 2, 513, 128), 1, 1025, dtype, seed=7)
+    out, lse = run_emulated(emulator, tmp_path, kernel, q, k, v, True, 128 ** -0.5)
+    assert_flash_close(q, k, v, out, lse, True, 128 ** -0.5)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_emulated_forward_with_large_logits(emulator, tmp_path, kernel):
+    """Scores of tens to hundreds: exp2 without the running max subtracted would overflow, and
+    a stale max would show."""
+    q, k, v = _inputs((1, 2, 150, 128), 1, 150, torch.float16, seed=11)
+    out, lse = run_emulated(emulator, tmp_path, kernel, q, k, v, True, 2.0)
+    assert_flash_close(q, k, v, out, lse, True, 2.0)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -199,57 +218,120 @@ def test_emulated_decode_matches_reference(emulator, tmp_path, case):
     out, lse = run_emulated(emulator, tmp_path, "decode", q, k, v, True, scale, (n_splits, keys_per_split))
     assert_flash_close(q, k, v, out, lse, True, scale)
 
-# Bugs the emulator must catch: (kernel, text in its source, the replacement, a pattern of what the
-# emulator says, None where wrong results may be all that shows). Each is a real way to break a
-# pipeline that a GPU may well forgive on one run and not the next.
-KERNEL_SOURCES = {"wgmma": "attention_wgmma.cu", "mma": "attention.cu", "decode": "attention_decode.cu"}
+# Bugs the emulator must catch: (kernels to run, file in csrc/cuda, text in it, the replacement, a
+# pattern of what the emulator says, None where wrong results may be all that shows). Each is a
+# real way to break a pipeline that a GPU may well forgive on one run and not the next; the wgmma
+# ones run on both tilings at head dim 128 (the V descriptor's column blocks) and 64.
+WGMMA = ("wgmma", "wgmma64")
 MUTATIONS = {
     "copies-not-published-to-the-async-proxy": (
-        "wgmma", "    fence_proxy_async();\n    __syncthreads();", "    __syncthreads();", "fence.proxy.async"),
+        WGMMA, "attention_wgmma.cu", "    fence_proxy_async();\n    __syncthreads();", "    __syncthreads();",
+        "fence.proxy.async"),
     "no-barrier-after-the-copies": (
-        "wgmma", "    fence_proxy_async();\n    __syncthreads();", "    fence_proxy_async();",
+        WGMMA, "attention_wgmma.cu", "    fence_proxy_async();\n    __syncthreads();", "    fence_proxy_async();",
         "no __syncthreads|still reads"),
-    "copies-not-waited-for": ("wgmma", "    cp_async_wait<0>();\n", "", "landed"),
-    "no-wgmma-fence": ("wgmma", "    wait_for_copies();\n    wgmma_fence();\n    issue_scores(block);",
-                       "    wait_for_copies();\n    issue_scores(block);", "wgmma.fence"),
-    "v-refilled-while-read": ("wgmma", "copy.template async<kBlockN>(base + Layout::v_tile(block & 1)",
+    "copies-not-waited-for": (WGMMA, "attention_wgmma.cu", "    cp_async_wait<0>();\n", "", "landed"),
+    "no-wgmma-fence": (WGMMA, "attention_wgmma.cu", "    keep_in_order(p);\n    wgmma_fence();\n",
+                       "    keep_in_order(p);\n", "wgmma.fence"),
+    "v-refilled-while-read": (WGMMA, "attention_wgmma.cu",
+                              "copy.template async<kBlockN>(base + Layout::v_tile(block & 1)",
                               "copy.template async<kBlockN>(base + Layout::v_tile((block + 1) & 1)", "still reads"),
-    "p-repacked-while-read": ("wgmma", "    if (seq_k > 0) softmax(block, masked);\n",
+    "p-repacked-while-read": (WGMMA, "attention_wgmma.cu", "    if (seq_k > 0) softmax(block, masked);\n",
                               "    if (seq_k > 0) softmax(block, masked);\n    rescale_and_pack();\n",
                               "changed the A registers"),
     "scores-read-before-their-wait": (
-        "wgmma", "wgmma_wait<decltype(with_pv)::value ? 1 : 0>();", "wgmma_wait<2>();", None),
+        WGMMA, "attention_wgmma.cu", "wgmma_wait<decltype(with_pv)::value ? 1 : 0>();", "wgmma_wait<2>();", None),
+    "p-v-not-waited-for": (WGMMA, "attention_wgmma.cu", "      wgmma_wait<0>();\n      keep_in_order(o);\n", "",
+                           None),
+    "k-steps-16-bytes-apart": (WGMMA, "wgmma.cuh", "(kk % 4) * 32, 0, 1024)", "(kk % 4) * 16, 0, 1024)", None),
+    "v-column-blocks-misplaced": (WGMMA, "wgmma.cuh", "kk * 16 * 128, rows * 128, 1024)",
+                                  "kk * 16 * 128, 1024, rows * 128)", None),
     "mma-stage-refilled-while-read": (
-        "mma", "    __syncthreads();  // everyone is done with this stage before it is refilled\n", "",
-        "no __syncthreads|before the cp.async"),
-    "mma-prefetch-not-waited-for": ("mma", "      cp_async_wait<1>();\n", "", "before the cp.async"),
-    "decode-p-from-the-wrong-lanes": ("decode", "src1 = src0 + 4;", "src1 = src0 + 2;", None),
+        ("mma",), "attention.cu", "    __syncthreads();  // everyone is done with this stage before it is refilled\n",
+        "", "no __syncthreads|before the cp.async"),
+    "mma-prefetch-not-waited-for": (("mma",), "attention.cu", "      cp_async_wait<1>();\n", "", "before the cp.async"),
+    "decode-p-from-the-wrong-lanes": (("decode",), "attention_decode.cu", "src1 = src0 + 4;", "src1 = src0 + 2;",
+                                      None),
 }
 
 
-def _mutant(root: Path, kernel: str, original: str, replacement: str) -> Path:
+def _mutant(root: Path, file: str, original: str, replacement: str) -> Path:
     shutil.copytree(ROOT / "csrc" / "cuda", root / "cuda")
-    source = root / "cuda" / KERNEL_SOURCES[kernel]
+    source = root / "cuda" / file
     text = source.read_text()
-    assert text.count(original) == 1, f"mutation anchor {original!r} not found once in {source.name}: update it"
+    assert text.count(original) == 1, f"mutation anchor {original!r} not found once in {file}: update it"
     source.write_text(text.replace(original, replacement))
     return root
 
 
+def _assert_caught(binary: Path, workdir: Path, kernel: str, dim: int, message: str | None) -> None:
+    seq_q, splits = (1, (3, 128)) if kernel == "decode" else (300, ())
+    q, k, v = _inputs((1, 2, seq_q, dim), 1, 300, torch.float16, seed=3)
+    result = launch_emulated(binary, workdir, kernel, q, k, v, True, 0.125, splits)
+    if result.returncode == 3 and result.stderr.startswith("emu: "):
+        assert message is None or re.search(message, result.stderr), result.stderr[-2000:]
+        return
+    assert message is None, f"the emulator missed it: rc {result.returncode}\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, result.stderr[-2000:]
+    out, lse = run_emulated(binary, workdir, kernel, q, k, v, True, 0.125, splits)
+    with pytest.raises(AssertionError):  # no rule caught it: the results must
+        assert_flash_close(q, k, v, out, lse, True, 0.125)
+
+
 @pytest.mark.parametrize("mutation", list(MUTATIONS))
 def test_emulator_catches_broken_pipelines(build, tmp_path, mutation):
-    kernel, original, replacement, message = MUTATIONS[mutation]
-    binary = build.binary(_mutant(tmp_path / "csrc", kernel, original, replacement), kernel)
-    seq_q, splits = (1, (3, 128)) if kernel == "decode" else (300, ())
-    q, k, v = _inputs((1, 2, seq_q, 64), 1, 300, torch.float16, seed=3)
-    result = launch_emulated(binary, tmp_path, kernel, q, k, v, True, 0.125, splits)
-    if message is None:  # caught by the results (NaN accumulators) if not by a rule
-        if result.returncode == 0:
-            out, lse = run_emulated(binary, tmp_path, kernel, q, k, v, True, 0.125, splits)
-            with pytest.raises(AssertionError):
-                assert_flash_close(q, k, v, out, lse, True, 0.125)
-        else:
-            assert result.returncode == 3 and result.stderr.startswith("emu: "), result.stderr[-2000:]
+    kernels, file, original, replacement, message = MUTATIONS[mutation]
+    binary = build.binary(_mutant(tmp_path / "csrc", file, original, replacement), kernels[0])
+    for kernel in kernels:
+        for dim in (128, 64) if kernel in WGMMA else (64,):
+            _assert_caught(binary, tmp_path, kernel, dim, message)
+
+# One broken rule each (emulate_faults.cpp): the emulator's message, or for the early read the
+# NaN the registers hold until the reading thread's own wait.
+FAULTS = {
+    "accumulator-read-before-its-wait": "128 of 128 early accumulator reads were NaN",
+    "wait-in-one-warp-only": "did not wait for",
+    "wait-in-half-a-warp": "deadlock",
+    "operand-never-written": "nothing wrote",
+    "store-without-proxy-fence": "fence.proxy.async",
+    "store-without-barrier": "no __syncthreads|still reads",
+    "a-registers-changed-in-flight": "changed the A registers",
+    "operand-overwritten-in-flight": "still reads",
+    "too-much-shared-memory": "dynamic shared memory",
+    "grid-too-tall": "grid",
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_emulator_rules_one_at_a_time(emulator, fault):
+    result = subprocess.run([str(emulator), "fault", fault], capture_output=True, text=True, timeout=120)
+    if fault == "accumulator-read-before-its-wait":
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert FAULTS[fault] in result.stdout
     else:
-        assert result.returncode == 3, f"the emulator missed it: rc {result.returncode}\n{result.stderr[-2000:]}"
-        assert re.search(message, result.stderr), result.stderr[-2000:]
+        assert result.returncode == 3, f"rc {result.returncode}: {result.stdout[-500:]} {result.stderr[-2000:]}"
+        assert re.search(FAULTS[fault], result.stderr), result.stderr[-2000:]
+
+
+# Descriptors over every swizzle mode, both majors, several LBO / SBO and base offsets: the
+# emulator's C++ port must read exactly the addresses the Python model (wgmma_spec.py) reads.
+DESCRIPTOR_CASES = [
+    (swizzle, major, rows, start, lbo, sbo, base)
+    for swizzle in spec.SWIZZLE_CODES
+    for major in ("K", "MN")
+    for rows, start, lbo, sbo, base in ((64, 0, 0, 1024, 0), (128, 1024 + 96, 16384, 1024, 0),
+                                        (64, 2048, 256, 512, 0), (128, 4096 + 32, 8192, 2048, 3))
+    if not (base and swizzle == "none")
+]
+
+
+@pytest.mark.parametrize("case", DESCRIPTOR_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_emulator_operand_addresses_are_the_spec_models(emulator, case):
+    swizzle, major, rows, start, lbo, sbo, base = case
+    desc = spec.make_descriptor(start, lbo, sbo, swizzle, base)
+    expected = spec.operand_byte_addresses(desc, rows, 16, major)
+    result = subprocess.run([str(emulator), "addresses", f"{desc} {rows} {int(major == 'K')}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ours = torch.tensor([int(x) for x in result.stdout.split()]).view(rows, 16)
+    assert torch.equal(ours, expected), f"first mismatch at {(ours != expected).nonzero()[0].tolist()}"

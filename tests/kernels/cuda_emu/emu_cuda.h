@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "emu_tensor_cores.h"
+#include "emu_wgmma.h"
 
 #undef __launch_bounds__
 #define __launch_bounds__(...)
@@ -39,8 +39,10 @@ inline Value __shfl_sync(unsigned mask, Value value, int source_lane) {
   return emu::shuffle_index(mask, value, source_lane);
 }
 inline bool __any_sync(unsigned mask, int predicate) { return emu::vote_any(mask, predicate != 0); }
-// Byte i of the result is byte (selector >> 4i) & 7 of the 8 bytes y:x (x the low four).
+// Byte i of the result is byte (selector >> 4i) & 7 of the 8 bytes y:x (x the low four). The sign-
+// replicating forms of prmt (bit 3 of a nibble) are not emulated.
 inline unsigned __byte_perm(unsigned x, unsigned y, unsigned selector) {
+  if (selector & 0xFFFF8888u) emu::fail("__byte_perm selector %#x: only plain byte selects are emulated", selector);
   const uint64_t bytes = (static_cast<uint64_t>(y) << 32) | x;
   unsigned out = 0;
   for (int i = 0; i < 4; ++i) out |= static_cast<unsigned>((bytes >> (8 * ((selector >> (4 * i)) & 7))) & 0xFF) << (8 * i);
@@ -60,7 +62,7 @@ constexpr Type type_of() {
 // shared memory at `shared` (the kernel's extern __shared__ array, or nullptr for none), checking
 // each block's exit.
 inline void launch_kernel(Dim grid, int threads, uint8_t* shared, size_t shared_bytes, std::function<void()> body) {
-  if (shared_bytes + kWindowOffset > kSharedCapacity) fail("launch asks for %zu bytes of shared memory", shared_bytes);
+  if (shared_bytes > kMaxDynamicShared) fail("launch asks for %zu bytes of dynamic shared memory", shared_bytes);
   static uint8_t no_extern_shared[kSharedCapacity];  // kernels with only static __shared__ arrays
   memory().shared = shared != nullptr ? shared : no_extern_shared;
   memory().dynamic_bytes = shared_bytes;
@@ -97,6 +99,7 @@ inline void ldmatrix_x4_trans(uint32_t r[4], const void* row) { ldmatrix_x4_tran
 inline void cp_async_16(uint32_t dst, const void* src, bool valid) { emu::cp_async(dst, src, valid); }
 inline void cp_async_16(uint32_t dst, const void* src) { emu::cp_async(dst, src, true); }
 inline void cp_async_16(void* dst, const void* src, bool valid) { emu::cp_async(shared_address(dst), src, valid); }
+inline void store_shared_16(void* dst, const uint4& value) { emu::tracked_store(dst, &value); }
 inline void cp_async_commit() { emu::cp_async_commit_group(); }
 template <int kPending>
 inline void cp_async_wait() {

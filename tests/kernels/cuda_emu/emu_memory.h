@@ -5,8 +5,9 @@
 // Before each block every byte is 0xFF (a NaN in fp16 / bf16) so reads of bytes nobody wrote
 // show up, and the bytes past the launch's dynamic size hold a canary checked after the block.
 // cp.async lands at the issuing thread's cp.async.wait_group, the latest moment CUDA allows. Each
-// landed byte remembers when (the writer's barrier epoch and a global sequence number) and whether
-// its writer has since run fence.proxy.async, which the wgmma engine (emu_wgmma.h) checks.
+// byte written by a landed cp.async or a tracked store (store_shared_16) remembers who wrote it
+// and when (the writer's barrier epoch and a global sequence number) and whether the writer has
+// since run fence.proxy.async; ldmatrix and the wgmma engine (emu_wgmma.h) check them.
 #pragma once
 
 #include <algorithm>
@@ -19,15 +20,16 @@
 namespace emu {
 
 constexpr uint32_t kWindowOffset = 0x80;
-constexpr size_t kSharedCapacity = 232448 + 1024;  // Hopper's 227 KB of dynamic shared memory, + slack
+constexpr size_t kMaxDynamicShared = 232448;  // Hopper's opt-in maximum per block (227 KB)
+constexpr size_t kSharedCapacity = kMaxDynamicShared + 1024;
 constexpr uint8_t kCanary = 0xA5;
 
 struct ByteState {
   int32_t pending_writer = -1;  // thread whose cp.async to this byte has not landed
-  bool landed = false;          // written by a cp.async this block
-  bool fenced = false;          // its writer ran fence.proxy.async after it landed
-  int32_t landed_by = -1;
-  uint64_t landed_epoch = 0, landed_seq = 0, fence_epoch = 0;
+  bool written = false;         // by a cp.async that landed or a tracked store, this block
+  bool fenced = false;          // its writer ran fence.proxy.async since
+  int32_t written_by = -1;
+  uint64_t written_epoch = 0, written_seq = 0, fence_epoch = 0;
   // ldmatrix reads: the barrier epoch of the last, and who read in it (kManyReaders: several).
   int32_t read_by = -1;
   uint64_t read_epoch = 0;
@@ -95,7 +97,7 @@ inline void check_global(const void* p, size_t bytes, const char* what) {
 
 // ---- cp.async ----------------------------------------------------------------------------------
 
-inline void check_not_read_in_flight(size_t index, const char* what);  // emu_tensor_cores.h
+inline void check_not_read_in_flight(size_t index, const char* what);  // emu_wgmma.h
 
 inline void cp_async(uint32_t dst, const void* src, bool valid) {
   if (dst % 16) fail("cp.async to shared address %#x, not 16-byte aligned", dst);
@@ -127,26 +129,50 @@ inline void cp_async_commit_group() {
   t.uncommitted.clear();
 }
 
-inline void land(const PendingCopy& copy) {
+// Stamps 16 bytes at `index` as written now by the calling thread (not yet fenced).
+inline void note_write(size_t index) {
   Memory& m = memory();
   ThreadState& t = self();
+  ++m.sequence;
+  for (size_t i = index; i < index + 16; ++i) {
+    ByteState& s = m.state[i];
+    s.pending_writer = -1;
+    s.written = true;
+    s.written_by = t.tid;
+    s.fenced = false;
+    s.written_epoch = t.epoch;
+    s.written_seq = m.sequence;
+  }
+  t.unfenced.push_back(static_cast<uint32_t>(index) + kWindowOffset);
+}
+
+inline void land(const PendingCopy& copy) {
+  Memory& m = memory();
   const size_t index = copy.dst - kWindowOffset;
   if (copy.valid) {
     std::memcpy(m.shared + index, copy.src, 16);
   } else {
     std::memset(m.shared + index, 0, 16);
   }
-  ++m.sequence;
+  note_write(index);
+}
+
+// A 16-byte st.shared the kernel routes through store_shared_16 (mma_utils.cuh): the same
+// bookkeeping as a cp.async that lands at once.
+inline void tracked_store(void* dst, const void* value) {
+  const uint32_t address = shared_address_of(dst);
+  if (address % 16) fail("16-byte shared store at %#x, not 16-byte aligned", address);
+  const size_t index = shared_index(address, 16, "shared store");
+  Memory& m = memory();
   for (size_t i = index; i < index + 16; ++i) {
-    ByteState& s = m.state[i];
-    s.pending_writer = -1;
-    s.landed = true;
-    s.landed_by = t.tid;
-    s.fenced = false;
-    s.landed_epoch = t.epoch;
-    s.landed_seq = m.sequence;
+    if (m.state[i].pending_writer >= 0) {
+      fail("thread %d stores to shared address %#zx, where thread %d's cp.async has not landed", self().tid,
+           i + kWindowOffset, m.state[i].pending_writer);
+    }
+    check_not_read_in_flight(i, "a shared store");
   }
-  t.unfenced.push_back(copy.dst);
+  std::memcpy(m.shared + index, value, 16);
+  note_write(index);
 }
 
 inline void cp_async_wait_groups(size_t pending) {
@@ -188,9 +214,9 @@ inline void note_generic_read(size_t index) {
     fail("thread %d read shared address %#zx before the cp.async of thread %d landed", t.tid, index + kWindowOffset,
          b.pending_writer);
   }
-  if (b.landed && b.landed_by != t.tid && b.landed_epoch >= t.epoch) {
-    fail("thread %d read shared address %#zx, copied by thread %d with no __syncthreads between", t.tid,
-         index + kWindowOffset, b.landed_by);
+  if (b.written && b.written_by != t.tid && b.written_epoch >= t.epoch) {
+    fail("thread %d read shared address %#zx, written by thread %d with no __syncthreads between", t.tid,
+         index + kWindowOffset, b.written_by);
   }
   if (b.read_epoch != t.epoch || b.read_by == -1) {
     b.read_by = t.tid;

@@ -11,7 +11,9 @@
 // Failures print "emu: <what>" on stderr and exit with status 3.
 #pragma once
 
+#include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <cstdarg>
 #include <cstdint>
@@ -63,9 +65,9 @@ struct ThreadState {
   std::vector<PendingCopy> uncommitted;
   std::vector<std::vector<PendingCopy>> copy_groups;
   std::vector<uint32_t> unfenced;
-  // wgmma: instructions issued and groups committed by this thread, whether a wgmma.fence came
-  // after the last wait, and its accumulators in flight.
-  size_t wgmma_issued = 0, wgmma_committed = 0;
+  // wgmma: instructions issued, groups committed and instructions waited for by this thread,
+  // whether a wgmma.fence came after its last wait, and its accumulators in flight.
+  size_t wgmma_issued = 0, wgmma_committed = 0, wgmma_waited = 0;
   bool wgmma_fenced = false;
   std::map<float*, Shadow> in_flight;
 };
@@ -89,7 +91,7 @@ struct Runtime {
   Dim grid{1, 1, 1}, block{0, 0, 0};
   int threads = 0;
   std::vector<ThreadState> fibers;
-  std::vector<std::vector<char>> stacks;
+  std::vector<char*> stacks;  // kStackBytes each, above an inaccessible guard page
   ucontext_t scheduler;
   int current = -1;
   uint64_t progress = 0;
@@ -170,8 +172,8 @@ inline void run_block(unsigned x, unsigned y) {
     ThreadState& fiber = r.fibers[t];
     fiber.tid = t;
     getcontext(&fiber.context);
-    fiber.context.uc_stack.ss_sp = r.stacks[t].data();
-    fiber.context.uc_stack.ss_size = r.stacks[t].size();
+    fiber.context.uc_stack.ss_sp = r.stacks[t];
+    fiber.context.uc_stack.ss_size = kStackBytes;
     fiber.context.uc_link = &r.scheduler;
     makecontext(&fiber.context, fiber_entry, 0);
   }
@@ -191,15 +193,27 @@ inline void run_block(unsigned x, unsigned y) {
   if (r.after_block) r.after_block();
 }
 
-// Runs `body` (the kernel call) for every block of the grid, one block at a time.
+// A fiber stack with an inaccessible page below it: an overflow faults instead of corrupting the
+// neighbouring stack.
+inline char* guarded_stack() {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* region = mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (region == MAP_FAILED || mprotect(region, page, PROT_NONE) != 0) fail("cannot map a fiber stack");
+  return static_cast<char*>(region) + page;
+}
+
+// Runs `body` (the kernel call) for every block of the grid, one block at a time, refusing a
+// launch configuration a GPU would refuse.
 inline void launch(Dim grid, int threads, std::function<void()> body) {
   Runtime& r = runtime();
-  if (threads <= 0 || threads % 32) fail("launch with %d threads (not a positive multiple of 32)", threads);
+  if (threads <= 0 || threads % 32 || threads > 1024) fail("launch with %d threads (32..1024, whole warps)", threads);
+  if (grid.x == 0 || grid.y == 0 || grid.y > 65535 || grid.z != 1) {
+    fail("launch with grid (%u, %u, %u): y must be 1..65535, z 1", grid.x, grid.y, grid.z);
+  }
   r.grid = grid;
   r.threads = threads;
   r.body = std::move(body);
-  r.stacks.resize(static_cast<size_t>(threads));
-  for (auto& stack : r.stacks) stack.resize(kStackBytes);
+  while (r.stacks.size() < static_cast<size_t>(threads)) r.stacks.push_back(guarded_stack());
   for (unsigned y = 0; y < grid.y; ++y) {
     for (unsigned x = 0; x < grid.x; ++x) run_block(x, y);
   }

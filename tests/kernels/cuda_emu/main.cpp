@@ -1,4 +1,4 @@
-// emu_attention KERNEL DIR: runs a CUDA attention kernel (KERNEL: the forwards mma, wgmma, wgmma64,
+// emu_attention KERNEL DIR (or `fault NAME`: emulate_faults.cpp; `addresses "DESC ROWS K_MAJOR"`): runs a CUDA attention kernel (KERNEL: the forwards mma, wgmma, wgmma64,
 // or the split-KV decoding pair, decode) on the CPU block emulator. DIR/args.txt holds,
 // whitespace-separated:
 //   dtype (1 fp16, 2 bf16) batch heads kv_heads seq_q seq_k head_dim causal scale
@@ -20,12 +20,13 @@
 #include <string>
 
 #include "cuda/attention_cuda.h"
-#include "emu_tensor_cores.h"
+#include "emu_wgmma.h"
 
 namespace fastllm {
 void emulate_wgmma(int dtype, const AttentionCudaArgs& a, bool narrow);
 void emulate_mma(int dtype, const AttentionCudaArgs& a);
 void emulate_decode(int dtype, const AttentionCudaArgs& a, const AttentionDecodeWorkspace& w);
+int run_fault(const std::string& name);  // emulate_faults.cpp
 }  // namespace fastllm
 
 namespace {
@@ -59,14 +60,30 @@ void write_output(const std::string& path, const void* data, size_t bytes) {
   if (!out || std::rename(partial.c_str(), path.c_str()) != 0) emu::fail("cannot write %s", path.c_str());
 }
 
+// "DESC ROWS K_MAJOR": the byte address of every (row, k) element of a 16-deep wgmma operand, as
+// the emulator reads it (checked against wgmma_spec.py).
+int print_operand_addresses(const std::string& spec) {
+  unsigned long long desc = 0;
+  int rows = 0, k_major = 0;
+  if (std::sscanf(spec.c_str(), "%llu %d %d", &desc, &rows, &k_major) != 3) emu::fail("addresses: DESC ROWS K_MAJOR");
+  const emu::Descriptor fields = emu::decode_descriptor(desc);
+  for (int mn = 0; mn < rows; ++mn) {
+    for (int k = 0; k < 16; ++k) std::printf("%u ", emu::operand_address(fields, mn, k, k_major != 0));
+  }
+  std::printf("\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: %s mma|wgmma|wgmma64|decode DIR\n", argv[0]);
+    std::fprintf(stderr, "usage: %s mma|wgmma|wgmma64|decode DIR, or %s fault NAME\n", argv[0], argv[0]);
     return 2;
   }
   const std::string kernel = argv[1], dir = argv[2];
+  if (kernel == "fault") return fastllm::run_fault(argv[2]);
+  if (kernel == "addresses") return print_operand_addresses(argv[2]);
   std::ifstream args_file(dir + "/args.txt");
   fastllm::AttentionCudaArgs a{};
   int dtype = 0, causal = 0;
