@@ -70,7 +70,8 @@ def _kernels(sass: str) -> dict[str, list[str]]:
     return kernels
 
 
-def test_softmax_overlaps_the_p_v_batch(attention_cubin):
+@pytest.fixture(scope="module")
+def attention_sass(attention_cubin) -> dict[str, list[str]]:
     nvdisasm = _tool("nvdisasm")
     if nvdisasm is None:
         pytest.skip("no nvdisasm (pip install nvidia-cuda-nvdisasm)")
@@ -78,7 +79,27 @@ def test_softmax_overlaps_the_p_v_batch(attention_cubin):
     sass = subprocess.run([nvdisasm, "-c", str(cubin)], capture_output=True, text=True, check=True).stdout
     kernels = _kernels(sass)
     assert len(kernels) == 8
-    for name, lines in kernels.items():
+    return kernels
+
+
+def test_no_float_arithmetic_between_wgmma_fence_and_its_batch(attention_sass):
+    """wgmma.fence (WARPGROUP.ARRIVE) must follow every other access to the registers a batch reads
+    or writes; keep_in_order before each fence stops the compiler sinking an O rescale or a P pack
+    below it (which the CPU emulator could not see)."""
+    for name, lines in attention_sass.items():
+        fences, inside = 0, False
+        for line in lines:
+            if "WARPGROUP.ARRIVE" in line:
+                fences, inside = fences + 1, True
+            elif inside and "HGMMA" in line:
+                inside = False
+            elif inside:
+                assert not re.search(r"\b(FMUL|FFMA|FADD|F2FP|FMNMX|MUFU)\b", line), (name, line)
+        assert fences >= 3, name  # the two key-block loops and the last P V
+
+
+def test_softmax_overlaps_the_p_v_batch(attention_sass):
+    for name, lines in attention_sass.items():
         dim, keys = (int(x) for x in re.search(r"Li(\d+)ENS\w*?TilesILi\d+ELi(\d+)E", name).groups())
         # The two key-block loops (unmasked, masked): S and P V batches, then the exp2s between the waits.
         windows, inside, count = [], False, 0
