@@ -99,6 +99,26 @@ inline void check_global(const void* p, size_t bytes, const char* what) {
 
 inline void check_not_read_in_flight(size_t index, const char* what);  // emu_wgmma.h
 
+// A write by the calling thread (`what`: cp.async or a shared store) may go to the 16 bytes at
+// `index`: no cp.async into them is still in flight, no wgmma may still read them, and no other
+// thread read them by ldmatrix since the last __syncthreads.
+inline void check_writable(size_t index, const char* what) {
+  Memory& m = memory();
+  const ThreadState& t = self();
+  for (size_t i = index; i < index + 16; ++i) {
+    const ByteState& b = m.state[i];
+    if (b.pending_writer >= 0) {
+      fail("%s by thread %d to shared address %#zx, where thread %d's cp.async has not landed", what, t.tid,
+           i + kWindowOffset, b.pending_writer);
+    }
+    check_not_read_in_flight(i, what);
+    if (b.read_by != -1 && b.read_by != t.tid && b.read_epoch == t.epoch) {
+      fail("%s by thread %d overwrites shared address %#zx, read by ldmatrix with no __syncthreads between", what,
+           t.tid, i + kWindowOffset);
+    }
+  }
+}
+
 inline void cp_async(uint32_t dst, const void* src, bool valid) {
   if (dst % 16) fail("cp.async to shared address %#x, not 16-byte aligned", dst);
   const size_t index = shared_index(dst, 16, "cp.async destination");
@@ -106,20 +126,8 @@ inline void cp_async(uint32_t dst, const void* src, bool valid) {
     if (reinterpret_cast<uintptr_t>(src) % 16) fail("cp.async from %p, not 16-byte aligned", src);
     check_global(src, 16, "cp.async");
   }
-  Memory& m = memory();
-  for (size_t i = index; i < index + 16; ++i) {
-    if (m.state[i].pending_writer >= 0) {
-      fail("cp.async by thread %d to shared address %#zx, where thread %d's copy has not landed", self().tid,
-           i + kWindowOffset, m.state[i].pending_writer);
-    }
-    check_not_read_in_flight(i, "cp.async");
-    const ByteState& b = m.state[i];
-    if (b.read_by != -1 && b.read_by != self().tid && b.read_epoch == self().epoch) {
-      fail("cp.async by thread %d overwrites shared address %#zx, read by ldmatrix with no __syncthreads between",
-           self().tid, i + kWindowOffset);
-    }
-    m.state[i].pending_writer = self().tid;
-  }
+  check_writable(index, "cp.async");
+  for (size_t i = index; i < index + 16; ++i) memory().state[i].pending_writer = self().tid;
   self().uncommitted.push_back({dst, src, valid});
 }
 
@@ -163,15 +171,8 @@ inline void tracked_store(void* dst, const void* value) {
   const uint32_t address = shared_address_of(dst);
   if (address % 16) fail("16-byte shared store at %#x, not 16-byte aligned", address);
   const size_t index = shared_index(address, 16, "shared store");
-  Memory& m = memory();
-  for (size_t i = index; i < index + 16; ++i) {
-    if (m.state[i].pending_writer >= 0) {
-      fail("thread %d stores to shared address %#zx, where thread %d's cp.async has not landed", self().tid,
-           i + kWindowOffset, m.state[i].pending_writer);
-    }
-    check_not_read_in_flight(i, "a shared store");
-  }
-  std::memcpy(m.shared + index, value, 16);
+  check_writable(index, "a shared store");
+  std::memcpy(memory().shared + index, value, 16);
   note_write(index);
 }
 
