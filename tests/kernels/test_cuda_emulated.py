@@ -7,12 +7,14 @@ and runs every CUDA thread of a block as a fiber. wgmma is emulated asynchronous
 ordering rules checked (fences, waits, cp.async landing and publication, registers and shared
 memory untouched while in flight), operands are read through the descriptors as wgmma_spec.py
 models them, ldmatrix reads are checked against cp.async copies that have not landed or were not
-published by a barrier, global buffers sit against inaccessible pages and outputs start as NaN.
+published by a barrier, plain Q-tile stores go through store_shared_16 and are tracked too,
+global buffers sit against inaccessible pages and outputs start as NaN.
 The mma.sync forward and the split-KV decoding kernels, which passed their GPU tests on an H100
 and an H200, run through the same emulator: that pins the emulator's own conventions (fragments,
 ldmatrix, shuffles, cp.async) to hardware-verified code, and keeps those kernels tested in CI.
 Mutations of each kernel (a fence, a wait or a barrier removed, a buffer refilled too early) must
-be caught. Not checked: plain (non-cp.async) shared-memory races, and anything about speed.
+be caught. Not checked: shared-memory accesses outside the emulated instructions and
+store_shared_16 (plain loads and stores, the decode kernel's static arrays), and anything about speed.
 
 Results are compared with the fp32 reference by the flash-attention rule of DESIGN.md section 9
 (error at most 2x that of the reference computed in the same low precision, plus a small floor).
