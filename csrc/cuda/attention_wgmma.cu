@@ -25,7 +25,7 @@
 // (4.2 MFLOP) and ~8 instructions per score for the softmax (64 scores a thread); the tensor
 // cores take ~64 cycles per m64n128k16, ~2000 cycles a block for both warpgroups, while a
 // warpgroup's softmax costs ~500-1000 issue cycles and overlaps its own and the other's wgmma.
-// Registers: O 64 + S 64 + P 32 a thread (kWgmma64: 64 + 32 + 16); 255 / 189 in all at D = 128,
+// Registers: O 64 + S 64 + P 32 a thread (kWgmma64: 64 + 32 + 16); 251 / 199 in all at D = 128,
 // no spills (tests/kernels/test_cuda_sass.py). K / V traffic from L2: 64 KB
 // per 8.4 MFLOP (kWgmma64: 32 KB per 2.1 MFLOP).
 // Tests: tests/kernels/test_cuda_attention_forward.py -m cuda; this source run unchanged on a CPU
@@ -220,7 +220,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
     }
   };
 
-  // One step: scores of `block`, and (with_pv) P V of the block before.
   // Pins every register the batches read or write above the fence that must separate them from
   // other instructions' accesses (the compiler would otherwise be free to sink an O rescale or a
   // P pack below it).
@@ -231,6 +230,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
     wgmma_fence();
   };
 
+  // One step: scores of `block`, and (with_pv) P V of the block before.
   auto step = [&](int block, auto masked, auto with_pv) {
     wait_for_copies();
     fence_registers();

@@ -84,16 +84,8 @@ namespace fastllm {
 
 // ---- mma_utils.cuh -------------------------------------------------------------------------------
 inline uint32_t shared_address(const void* p) { return emu::shared_address_of(p); }
-inline void ldmatrix_x4(uint32_t r[4], uint32_t row) {
-  uint32_t out[4];
-  emu::ldmatrix_x4(out, row, false);
-  std::copy(out, out + 4, r);
-}
-inline void ldmatrix_x4_trans(uint32_t r[4], uint32_t row) {
-  uint32_t out[4];
-  emu::ldmatrix_x4(out, row, true);
-  std::copy(out, out + 4, r);
-}
+inline void ldmatrix_x4(uint32_t r[4], uint32_t row) { emu::ldmatrix_x4(r, row, false); }
+inline void ldmatrix_x4_trans(uint32_t r[4], uint32_t row) { emu::ldmatrix_x4(r, row, true); }
 inline void ldmatrix_x4(uint32_t r[4], const void* row) { ldmatrix_x4(r, shared_address(row)); }
 inline void ldmatrix_x4_trans(uint32_t r[4], const void* row) { ldmatrix_x4_trans(r, shared_address(row)); }
 inline void cp_async_16(uint32_t dst, const void* src, bool valid) { emu::cp_async(dst, src, valid); }

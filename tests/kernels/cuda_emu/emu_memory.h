@@ -10,7 +10,6 @@
 // since run fence.proxy.async; ldmatrix and the wgmma engine (emu_wgmma.h) check them.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -229,7 +228,7 @@ inline void note_generic_read(size_t index) {
 
 // Lanes 8m..8m+7 give the 16-byte rows of matrix m; lane l receives in register m the pair at row
 // l / 4, columns 2 (l % 4) .. +1 (trans: rows 2 (l % 4) .. +1 of column l / 4).
-inline void ldmatrix_x4(uint32_t (&out)[4], uint32_t row_address, bool trans) {
+inline void ldmatrix_x4(uint32_t* out, uint32_t row_address, bool trans) {
   Warp& warp = own_warp();
   const int lane = self().tid % 32;
   if (row_address % 16) fail("ldmatrix row at %#x, not 16-byte aligned", row_address);

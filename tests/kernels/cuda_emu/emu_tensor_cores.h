@@ -7,8 +7,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <deque>
-#include <vector>
 
 #include "emu_memory.h"
 

@@ -41,7 +41,6 @@ struct WgmmaOp {
   const uint32_t* a_source[128] = {};
   uint32_t a_copy[128][4] = {};
   uint64_t issue_epoch = UINT64_MAX, issue_seq = 0;
-  bool executed = false;
   int waited = 0;  // threads whose own wait covered it, the latest of those waits' epochs
   uint64_t last_wait_epoch = 0;
   std::vector<uint32_t> a_addresses, b_addresses;  // element addresses, A row-major 64 x 16, B n x 16
@@ -250,7 +249,6 @@ inline void execute(WgmmaOp& op) {
       shadow.values[reg] = (op.scale_d ? shadow.values[reg] : 0.0f) + sum;
     }
   }
-  op.executed = true;
 }
 
 // The calling thread's wait covered `op`: its accumulators take the results once no batch writing
