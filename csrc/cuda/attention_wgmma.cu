@@ -5,17 +5,18 @@
 //
 // Two tilings (Tiles below), chosen by the caller (AttentionKernel):
 //   kWgmma:   128 query rows (two warpgroups of 64), 128 keys a step, 256 threads, one block per
-//             SM (160 KB of shared memory at D = 128): K / V tiles reused by twice the rows.
+//             SM (225 KB of shared memory at D = 128): K / V tiles reused by twice the rows.
 //   kWgmma64: 64 query rows (one warpgroup), 64 keys a step, 128 threads, two blocks per SM
-//             (80 KB each at D = 128): the blocks of an SM run unsynchronised, so one's softmax
+//             (113 KB each at D = 128): the blocks of an SM run unsynchronised, so one's softmax
 //             overlaps the other's matrix products (Triton's fastest Hopper tiling is this one).
+//             The faster of the two on the H200 (bench/RESULTS.md), and the automatic choice.
 // Grid (cdiv(T, rows), B * H), heaviest query blocks first as in attention.cu. Shared memory,
-// every tile 128-byte swizzled (wgmma.cuh): Q, K in two stages and V in two stages. Q is staged
-// once with plain loads (sign-flipped when scale < 0, as in attention.cu); K and V stream in by
-// cp.async.
+// every tile 128-byte swizzled (wgmma.cuh): Q, K in three stages and V in three stages. Q is
+// staged once with plain loads (sign-flipped when scale < 0, as in attention.cu); K and V stream in
+// by cp.async, two steps ahead (whole tiles without per-row checks).
 // Step j (one barrier each) issues, as two wgmma batches, S = Q K[j]^T (both operands from shared
-// memory) and O += P[j-1] V[j-1] (P from registers, V read MN-major), then copies K[j+1] and V[j]
-// ahead, and the softmax of block j runs while the tensor cores still add block j - 1:
+// memory) and O += P[j-1] V[j-1] (P from registers, V read MN-major), then copies K[j+2] and
+// V[j+1] ahead, and the softmax of block j runs while the tensor cores still add block j - 1:
 //   wait for S -> mask (diagonal / tail blocks only), row max, exp2, row sums (in place in S)
 //   wait for P V -> rescale O by alpha (skipped when no row max of the warp moved), pack S into P
 // The buffers a step refills were last read by the step before, whose wgmma batches every
@@ -25,8 +26,9 @@
 // (4.2 MFLOP) and ~8 instructions per score for the softmax (64 scores a thread); the tensor
 // cores take ~64 cycles per m64n128k16, ~2000 cycles a block for both warpgroups, while a
 // warpgroup's softmax costs ~500-1000 issue cycles and overlaps its own and the other's wgmma.
-// Registers: O 64 + S 64 + P 32 a thread (kWgmma64: 64 + 32 + 16); 251 / 199 in all at D = 128,
-// no spills (tests/kernels/test_cuda_sass.py). K / V traffic from L2: 64 KB
+// Registers: O 64 + S 64 + P 32 a thread (kWgmma64: 64 + 32 + 16); 247 / 201 in all at D = 128,
+// no spills (tests/kernels/test_cuda_sass.py). The unmasked step is ~410 instructions a thread
+// for kWgmma64 (Triton's 64 x 64 forward: ~390). K / V traffic from L2: 64 KB
 // per 8.4 MFLOP (kWgmma64: 32 KB per 2.1 MFLOP).
 // Tests: tests/kernels/test_cuda_attention_forward.py -m cuda; this source run unchanged on a CPU
 // emulator of the block, with wgmma's ordering rules checked: tests/kernels/test_cuda_emulated.py;
@@ -53,25 +55,28 @@ namespace {
 constexpr int kGroupRows = 64;  // query rows of one warpgroup (wgmma's M)
 [[maybe_unused]] constexpr float kLog2e = 1.4426950408889634f;
 
-// A tiling: kGroups warpgroups of 64 query rows, kKeys keys a step.
-template <int kGroups, int kKeys>
+// A tiling: kGroups warpgroups of 64 query rows, kKeys keys a step, K and V in kStages buffers
+// each (copies run kStages - 1 steps ahead of their use).
+template <int kGroups, int kKeys, int kStages>
 struct Tiles {
   static constexpr int kBlockM = kGroups * kGroupRows;
   static constexpr int kBlockN = kKeys;
   static constexpr int kThreads = kGroups * 128;
   static constexpr int kBlocksPerSm = kGroups == 1 ? 2 : 1;  // __launch_bounds__: the register budget
+  static constexpr int kKvStages = kStages;
+  static_assert(kStages == 2 || kStages == 3, "the step order below is written for 2 or 3 stages");
 };
-using WideTiles = Tiles<2, 128>;   // AttentionKernel::kWgmma
-using NarrowTiles = Tiles<1, 64>;  // AttentionKernel::kWgmma64
+using WideTiles = Tiles<2, 128, 3>;   // AttentionKernel::kWgmma
+using NarrowTiles = Tiles<1, 64, 3>;  // AttentionKernel::kWgmma64
 
-// Byte offsets of the tiles from the 1024-aligned base: Q, K stage 0 / 1, V stage 0 / 1.
-template <int D, int kBlockM, int kBlockN>
+// Byte offsets of the tiles from the 1024-aligned base: Q, K stages 0 .. kKvStages - 1, then V's.
+template <int D, class Tile>
 struct SharedLayout {
-  static constexpr uint32_t kQBytes = kBlockM * D * 2;
-  static constexpr uint32_t kKvBytes = kBlockN * D * 2;
+  static constexpr uint32_t kQBytes = Tile::kBlockM * D * 2;
+  static constexpr uint32_t kKvBytes = Tile::kBlockN * D * 2;
   static constexpr uint32_t k_tile(int stage) { return kQBytes + stage * kKvBytes; }
-  static constexpr uint32_t v_tile(int stage) { return kQBytes + (2 + stage) * kKvBytes; }
-  static constexpr int kBytes = static_cast<int>(kQBytes + 4 * kKvBytes) + 1024;  // + alignment slack
+  static constexpr uint32_t v_tile(int stage) { return kQBytes + (Tile::kKvStages + stage) * kKvBytes; }
+  static constexpr int kBytes = static_cast<int>(kQBytes + 2 * Tile::kKvStages * kKvBytes) + 1024;  // + alignment slack
   static_assert(kQBytes % 1024 == 0 && kKvBytes % 1024 == 0, "tiles stay 1024-byte aligned");
 };
 
@@ -86,17 +91,22 @@ struct TileCopy {
   __device__ TileCopy() : row0(threadIdx.x / kChunksPerRow), col((threadIdx.x % kChunksPerRow) * 8) {}
 
   // rows x D elements from src (row stride `stride`) into the tile at shared address `tile`;
-  // rows at or past rows_left are zero-filled.
+  // rows at or past rows_left are zero-filled. Whole tiles (most) skip the per-row checks.
   template <int kRows>
   __device__ __forceinline__ void async(uint32_t tile, const uint16_t* src, int64_t stride, int rows_left) const {
     static_assert(kRows % kRowsPerPass == 0, "whole passes");
     const uint32_t dst = tile + swizzled_offset(kRows, row0, col);
     const uint16_t* p = src + row0 * stride + col;
+    const int64_t pass_stride = kRowsPerPass * stride;
+    if (rows_left >= kRows) {
+#pragma unroll
+      for (int i = 0; i < kRows / kRowsPerPass; ++i) cp_async_16(dst + i * kRowsPerPass * 128, p + i * pass_stride);
+      return;
+    }
 #pragma unroll
     for (int i = 0; i < kRows / kRowsPerPass; ++i) {
       const bool valid = row0 + i * kRowsPerPass < rows_left;
-      cp_async_16(dst + i * kRowsPerPass * 128, valid ? p : src, valid);
-      p += kRowsPerPass * stride;
+      cp_async_16(dst + i * kRowsPerPass * 128, valid ? p + i * pass_stride : src, valid);
     }
   }
 
@@ -126,14 +136,15 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
     attention_fwd_wgmma_kernel(AttentionCudaArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(FASTLLM_CUDA_EMULATION)
   constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN;
-  using Layout = SharedLayout<D, kBlockM, kBlockN>;
+  constexpr int kStages = Tile::kKvStages;
+  using Layout = SharedLayout<D, Tile>;
   extern __shared__ __align__(1024) uint8_t raw_smem[];
   const uint32_t raw_address = shared_address(raw_smem);
   const uint32_t pad = (1024 - (raw_address & 1023)) & 1023;
   uint8_t* smem = raw_smem + pad;
   const uint32_t base = raw_address + pad;
 
-  const int group = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int group = Tile::kThreads == 128 ? 0 : threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int g = lane >> 2, t4 = lane & 3;
   const int m0 = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kBlockM;
   const int seq_q = static_cast<int>(a.seq_q), seq_k = static_cast<int>(a.seq_k);
@@ -167,26 +178,29 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
   for (int i = 0; i < kBlockN / 2; ++i) s[i] = 0.0f;  // overwritten (scale_d = 0); defined for the asm
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f}, alpha[2];
 
-  // Copies K[block + 1] and V[block] ahead (after the barrier: their buffers are free).
+  // Copies K[block + kStages - 1] and V[block + kStages - 2] ahead, one commit group (after the
+  // barrier: the batches that last read their buffers were waited for by every warpgroup).
   auto copy_ahead = [&](int block) {
-    if (block + 1 < n_blocks) {
-      const int next = (block + 1) * kBlockN;
-      copy.template async<kBlockN>(base + Layout::k_tile((block + 1) & 1), k + (block + 1) * k_step,
-                                   a.k_strides[2], seq_k - next);
+    const int k_block = block + kStages - 1, v_block = block + kStages - 2;
+    if (k_block < n_blocks) {
+      copy.template async<kBlockN>(base + Layout::k_tile(k_block % kStages), k + k_block * k_step, a.k_strides[2],
+                                   seq_k - k_block * kBlockN);
     }
-    if (block < n_blocks) {
-      copy.template async<kBlockN>(base + Layout::v_tile(block & 1), v + block * v_step, a.v_strides[2],
-                                   seq_k - block * kBlockN);
+    if (v_block < n_blocks) {
+      copy.template async<kBlockN>(base + Layout::v_tile(v_block % kStages), v + v_block * v_step, a.v_strides[2],
+                                   seq_k - v_block * kBlockN);
     }
     cp_async_commit();
   };
-  auto wait_for_copies = [&] {
-    cp_async_wait<0>();
+  if constexpr (kStages == 3) copy_ahead(-1);  // K[1], V[0]
+  // Steps wait for all but the newest group (kStages - 2 of them); the last P V for everything.
+  auto wait_for_copies = [&](auto pending) {
+    cp_async_wait<decltype(pending)::value>();
     fence_proxy_async();
     __syncthreads();
   };
   auto issue_scores = [&](int block) {
-    const uint32_t k_tile = base + Layout::k_tile(block & 1);
+    const uint32_t k_tile = base + Layout::k_tile(block % kStages);
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       Wgmma<T, kBlockN>::template ss<0>(s, k_major_descriptor(q_tile, kBlockM, kk),
@@ -195,7 +209,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
     wgmma_commit();
   };
   auto issue_pv = [&](int block) {
-    const uint32_t v_tile = base + Layout::v_tile(block & 1);
+    const uint32_t v_tile = base + Layout::v_tile(block % kStages);
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {
       Wgmma<T, D>::template rs<1>(o, p[kk], mn_major_descriptor(v_tile, kBlockN, kk), 1);
@@ -232,7 +246,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
 
   // One step: scores of `block`, and (with_pv) P V of the block before.
   auto step = [&](int block, auto masked, auto with_pv) {
-    wait_for_copies();
+    wait_for_copies(std::integral_constant<int, kStages - 2>{});
     fence_registers();
     issue_scores(block);
     if constexpr (decltype(with_pv)::value) issue_pv(block - 1);
@@ -259,7 +273,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
   int block = 1;
   for (; block < min(n_full, n_blocks); ++block) step(block, std::false_type{}, std::true_type{});
   for (; block < n_blocks; ++block) step(block, std::true_type{}, std::true_type{});
-  wait_for_copies();  // V[n_blocks - 1]
+  wait_for_copies(std::integral_constant<int, 0>{});  // V[n_blocks - 1]
   fence_registers();
   issue_pv(n_blocks - 1);
   wgmma_wait<0>();
@@ -275,7 +289,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocksPerSm)
 
 template <typename T, int D, class Tile>
 void launch_tiles(const AttentionCudaArgs& a, cudaStream_t stream) {
-  constexpr int kBytes = SharedLayout<D, Tile::kBlockM, Tile::kBlockN>::kBytes;
+  constexpr int kBytes = SharedLayout<D, Tile>::kBytes;
   const dim3 grid(static_cast<unsigned>((a.seq_q + Tile::kBlockM - 1) / Tile::kBlockM),
                   static_cast<unsigned>(a.batch * a.heads));
   FASTLLM_CUDA_CHECK(cudaFuncSetAttribute(attention_fwd_wgmma_kernel<T, D, Tile>,

@@ -51,11 +51,14 @@ __device__ __forceinline__ uint64_t smem_descriptor(uint32_t address, uint32_t l
 // Descriptors of k16 step kk of a swizzled tile of `rows` rows (swizzled_offset). K-major (the
 // reduction index along the row): 32 bytes per step inside a 64-column block. MN-major (the
 // reduction index down the rows, imm-trans 1): 16 rows per step, column blocks rows * 128 apart.
+// Written as the tile's descriptor plus the step's offset / 16, so a batch computes one
+// descriptor per tile and adds constants: shared addresses stay below 256 KB, so the 14-bit
+// start-address field never carries into the next one.
 __device__ __forceinline__ uint64_t k_major_descriptor(uint32_t tile, int rows, int kk) {
-  return smem_descriptor(tile + (kk / 4) * rows * 128 + (kk % 4) * 32, 0, 1024);
+  return smem_descriptor(tile, 0, 1024) + (((kk / 4) * rows * 128 + (kk % 4) * 32) >> 4);
 }
 __device__ __forceinline__ uint64_t mn_major_descriptor(uint32_t tile, int rows, int kk) {
-  return smem_descriptor(tile + kk * 16 * 128, rows * 128, 1024);
+  return smem_descriptor(tile, rows * 128, 1024) + ((kk * 16 * 128) >> 4);
 }
 
 #if !defined(FASTLLM_CUDA_EMULATION)  // tests/kernels/cuda_emu defines these on the CPU

@@ -43,16 +43,18 @@ GROUP_ROWS = _constant(r"constexpr int kGroupRows = (\d+);")
 
 
 class Tiles(NamedTuple):
-    """attention_wgmma.cu Tiles<kGroups, kKeys>: query rows, keys a step, threads."""
+    """attention_wgmma.cu Tiles<kGroups, kKeys, kStages>: query rows, keys a step, threads, K / V buffers."""
     rows: int
     keys: int
     threads: int
+    stages: int
 
 
 def _tilings() -> list[Tiles]:
-    found = re.findall(r"using \w+Tiles = Tiles<(\d+), (\d+)>;", SOURCE)
+    found = re.findall(r"using \w+Tiles = Tiles<(\d+), (\d+), (\d+)>;", SOURCE)
     assert len(found) == 2, found
-    return [Tiles(int(groups) * GROUP_ROWS, int(keys), int(groups) * 128) for groups, keys in found]
+    return [Tiles(int(groups) * GROUP_ROWS, int(keys), int(groups) * 128, int(stages))
+            for groups, keys, stages in found]
 
 
 TILINGS = _tilings()
@@ -71,13 +73,13 @@ def smem_descriptor(address: int, leading_bytes: int, stride_bytes: int) -> int:
 
 
 def k_major_descriptor(tile: int, rows: int, kk: int) -> int:
-    """wgmma.cuh k_major_descriptor."""
-    return smem_descriptor(tile + (kk // 4) * rows * 128 + (kk % 4) * 32, 0, 1024)
+    """wgmma.cuh k_major_descriptor: the tile's descriptor plus the step's offset / 16."""
+    return smem_descriptor(tile, 0, 1024) + (((kk // 4) * rows * 128 + (kk % 4) * 32) >> 4)
 
 
 def mn_major_descriptor(tile: int, rows: int, kk: int) -> int:
-    """wgmma.cuh mn_major_descriptor."""
-    return smem_descriptor(tile + kk * 16 * 128, rows * 128, 1024)
+    """wgmma.cuh mn_major_descriptor: the tile's descriptor plus the step's offset / 16."""
+    return smem_descriptor(tile, rows * 128, 1024) + ((kk * 16 * 128) >> 4)
 
 
 def tile_copy_chunks(dim: int, rows: int, threads: int):
@@ -94,8 +96,9 @@ def tile_copy_chunks(dim: int, rows: int, threads: int):
 def layout(dim: int, tiles: Tiles) -> dict:
     """attention_wgmma.cu SharedLayout: tile offsets from the 1024-aligned base."""
     q_bytes, kv_bytes = tiles.rows * dim * 2, tiles.keys * dim * 2
-    return {"q": 0, "k": [q_bytes, q_bytes + kv_bytes], "v": [q_bytes + 2 * kv_bytes, q_bytes + 3 * kv_bytes],
-            "end": q_bytes + 4 * kv_bytes}
+    return {"q": 0, "k": [q_bytes + i * kv_bytes for i in range(tiles.stages)],
+            "v": [q_bytes + (tiles.stages + i) * kv_bytes for i in range(tiles.stages)],
+            "end": q_bytes + 2 * tiles.stages * kv_bytes}
 
 
 def kernel_accumulator_coords(thread: int, reg: int) -> tuple[int, int]:
@@ -128,7 +131,7 @@ def test_tile_copies_cover_each_swizzled_chunk_once(tiles, dim):
 
 @pytest.mark.parametrize("tiles", TILINGS)
 def test_tiles_are_1024_aligned_and_fit_shared_memory(tiles):
-    assert _constant(r"kQBytes \+ 4 \* kKvBytes\) \+ (\d+);") == 1024
+    assert _constant(r"kQBytes \+ 2 \* Tile::kKvStages \* kKvBytes\) \+ (\d+);") == 1024
     blocks_per_sm = 2 if tiles.threads == 128 else 1  # Tiles::kBlocksPerSm
     for dim in (64, 128):
         lay = layout(dim, tiles)
@@ -156,9 +159,8 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
     return t.view(torch.int16)
 
 
-@pytest.mark.parametrize("tiles", TILINGS)
+@pytest.mark.parametrize("tiles, stage", [(tiles, stage) for tiles in TILINGS for stage in range(tiles.stages)])
 @pytest.mark.parametrize("dim", [64, 128])
-@pytest.mark.parametrize("stage", [0, 1])
 def test_descriptors_read_exactly_the_intended_operands(seeded, tiles, dim, stage):
     q = torch.randn(tiles.rows, dim).to(torch.bfloat16)
     k = torch.randn(tiles.keys, dim).to(torch.bfloat16)

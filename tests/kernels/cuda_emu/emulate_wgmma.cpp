@@ -14,7 +14,7 @@ namespace {
 
 template <typename T, int D, class Tile>
 void emulate(const AttentionCudaArgs& a) {
-  constexpr int kBytes = SharedLayout<D, Tile::kBlockM, Tile::kBlockN>::kBytes;
+  constexpr int kBytes = SharedLayout<D, Tile>::kBytes;
   const emu::Dim grid{static_cast<unsigned>((a.seq_q + Tile::kBlockM - 1) / Tile::kBlockM),
                       static_cast<unsigned>(a.batch * a.heads), 1};
   emu::launch_kernel(grid, Tile::kThreads, raw_smem, kBytes, [&] { attention_fwd_wgmma_kernel<T, D, Tile>(a); });
