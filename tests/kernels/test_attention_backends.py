@@ -183,10 +183,12 @@ def test_unsupported_head_dim_errors_when_forced_and_falls_back_when_automatic()
 
 
 def test_automatic_choice_on_a_gpu_decodes_with_cuda_and_prefills_with_triton(monkeypatch):
-    """With both compiled backends usable, T == 1 goes to the CUDA split-KV kernel and longer
-    query blocks to Triton (the faster forward on Hopper); a forced backend is left alone."""
-    from fastllm.kernels.attention import op
+    """With both compiled backends usable and no wgmma forward preferred (a GPU other than an
+    H100 / H200), T == 1 goes to the CUDA split-KV kernel and longer query blocks to Triton (the
+    faster forward there); a forced backend is left alone."""
+    from fastllm.kernels.attention import cuda, op
 
+    monkeypatch.setattr(cuda, "HOPPER_FORWARD", None)
     monkeypatch.setattr(dispatch, "pick", lambda name, device, backend=None: backend or "cuda")
     monkeypatch.setattr(op, "_triton_takes", lambda q, k, v: True)
     monkeypatch.setattr(op, "_unsupported", lambda name, q, k, v: None)
@@ -202,19 +204,24 @@ def test_automatic_choice_on_a_gpu_decodes_with_cuda_and_prefills_with_triton(mo
 
 
 def test_automatic_choice_keeps_prefill_on_cuda_where_its_wgmma_forward_is_preferred(monkeypatch):
+    """On Hopper, prefill of the head dims in HOPPER_PREFILL_HEAD_DIMS (128) stays on cuda, whose
+    wgmma forward outran Triton's there; other head dims, other GPUs and builds without a Hopper
+    forward go to Triton."""
     from fastllm.kernels.attention import cuda, op
 
     monkeypatch.setattr(dispatch, "pick", lambda name, device, backend=None: backend or "cuda")
     monkeypatch.setattr(op, "_triton_takes", lambda q, k, v: True)
     monkeypatch.setattr(op, "_unsupported", lambda name, q, k, v: None)
     monkeypatch.setattr(cuda, "wgmma_unavailable_reason", lambda device: None)
-    prefill = _qkv((1, 2, 1, 5, 5, 64), torch.float16)
+    prefill = {dim: _qkv((1, 2, 1, 5, 5, dim), torch.float16) for dim in (64, 128)}
+    assert cuda.HOPPER_PREFILL_HEAD_DIMS == (128,)
+    assert choose_backend(*prefill[128], None) == "cuda"
+    assert choose_backend(*prefill[64], None) == "triton"
     monkeypatch.setattr(cuda, "HOPPER_FORWARD", None)
-    assert choose_backend(*prefill, None) == "triton"
+    assert choose_backend(*prefill[128], None) == "triton"
     monkeypatch.setattr(cuda, "HOPPER_FORWARD", "wgmma64")
-    assert choose_backend(*prefill, None) == "cuda"
     monkeypatch.setattr(cuda, "wgmma_unavailable_reason", lambda device: "not a Hopper card")
-    assert choose_backend(*prefill, None) == "triton"
+    assert choose_backend(*prefill[128], None) == "triton"
 
 
 def test_bfloat16_is_refused_by_the_interpreter_not_rerouted():

@@ -50,6 +50,17 @@ def test_auto_keeps_mma_until_a_wgmma_kernel_is_verified(fake_gpu, monkeypatch):
 
 def test_the_hopper_forward_names_a_wgmma_kernel():
     assert cuda_attention.HOPPER_FORWARD in (None, *cuda_attention.WGMMA_KERNELS)
+    assert set(cuda_attention.HOPPER_PREFILL_HEAD_DIMS) <= set(cuda_attention.HEAD_DIMS)
+
+
+def test_cuda_prefill_is_preferred_for_the_listed_head_dims_on_hopper_only(fake_gpu):
+    device = torch.device("cuda", 0)
+    cuda_attention.wgmma_unavailable_reason.cache_clear()
+    assert cuda_attention.prefers_cuda_prefill(device, 128)
+    assert not cuda_attention.prefers_cuda_prefill(device, 64)
+    fake_gpu["capability"] = (8, 0)
+    cuda_attention.wgmma_unavailable_reason.cache_clear()
+    assert not cuda_attention.prefers_cuda_prefill(device, 128)
 
 
 @pytest.mark.parametrize("kernel", cuda_attention.WGMMA_KERNELS)

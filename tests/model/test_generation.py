@@ -97,10 +97,19 @@ def _cached_logits(model, prompt, continuation):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_gpu_cached_decoding_with_the_fast_kernels_follows_the_reference(dtype, monkeypatch):
-    """On a GPU the model prefills through the Triton attention kernel and decodes through the
-    CUDA split-KV kernel (both checked in the profile); its logits at every step stay within
-    low-precision noise of the same model on the reference backends."""
+@pytest.mark.parametrize("cuda_prefill", [True, False], ids=["hopper-cuda-prefill", "triton-prefill"])
+def test_gpu_cached_decoding_with_the_fast_kernels_follows_the_reference(dtype, cuda_prefill, monkeypatch):
+    """On a GPU the model prefills through the automatic choice (on Hopper, for the head dims in
+    HOPPER_PREFILL_HEAD_DIMS, the CUDA wgmma forward; elsewhere the Triton kernel; both routes run
+    here by setting those head dims) and decodes through the CUDA split-KV kernel (both checked in
+    the profile); its logits at every step stay within low-precision noise of the same model on
+    the reference backends."""
+    from fastllm.kernels.attention import cuda as cuda_attention
+
+    monkeypatch.setattr(cuda_attention, "HOPPER_PREFILL_HEAD_DIMS", (64,) if cuda_prefill else ())
+    device = torch.device("cuda", torch.cuda.current_device())
+    on_cuda = cuda_attention.prefers_cuda_prefill(device, 64)  # the model's head dim: 256 / 4
+    prefill_kernel = "attention_fwd_wgmma_kernel" if on_cuda else "attention_fwd_kernel"
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=97, dim=256, n_layers=2, n_heads=4, n_kv_heads=1, ffn_dim=512,
                          max_seq_len=320, init_std=0.1)
@@ -111,7 +120,7 @@ def test_gpu_cached_decoding_with_the_fast_kernels_follows_the_reference(dtype, 
         fast = _cached_logits(model, prompt, continuation)
         torch.cuda.synchronize()
     kernels = " ".join(event.key for event in prof.key_averages())
-    assert "attention_fwd_kernel" in kernels and "attention_decode_split_kernel" in kernels, kernels
+    assert prefill_kernel in kernels and "attention_decode_split_kernel" in kernels, kernels
     monkeypatch.setenv("FASTLLM_BACKEND", "ref")
     with torch.no_grad():
         reference = _cached_logits(model, prompt, continuation)

@@ -33,11 +33,13 @@ MAX_SPLITS = 1024
 WAVE_EFFICIENCY = 0.95  # fewest splits whose last wave of blocks is nearly as full as the best
 FORWARD_KERNELS = {"mma": 1, "wgmma": 2, "wgmma64": 3}  # the kernel codes of fastllm._C_cuda.attention.forward
 WGMMA_KERNELS = ("wgmma", "wgmma64")
-# The forward the automatic choice takes on Hopper: a wgmma kernel, once one has passed the GPU
-# suite there and outrun the Triton forward (bench/bench_attention.py); prefill (T > 1) then goes
-# to cuda instead of Triton too (op.py). None until then: the wgmma kernels were written without a
-# Hopper card at hand and run only when forced.
-HOPPER_FORWARD: str | None = None
+# The forward the automatic choice takes on Hopper (H100 / H200): the wgmma kernel that passed the
+# GPU suite there and outran the mma.sync one at every length and head dim (bench/RESULTS.md).
+HOPPER_FORWARD: str | None = "wgmma64"
+# Head dims whose prefill (T > 1) the automatic choice sends to that kernel instead of Triton
+# (op.py): where it outran the Triton forward. H200, bf16 causal: head dim 128 1.05-1.14x Triton
+# at 1K-16K tokens; head dim 64 1.24x at 1K but 0.98x at 4K-16K, so 64 stays with Triton.
+HOPPER_PREFILL_HEAD_DIMS: tuple[int, ...] = (128,)
 
 
 def unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str | None:
@@ -77,6 +79,11 @@ def forward_kernel(device: torch.device) -> str:
 def hopper_forward(device: torch.device) -> str | None:
     """The wgmma kernel the automatic choice takes on `device` (HOPPER_FORWARD where wgmma runs)."""
     return HOPPER_FORWARD if HOPPER_FORWARD and wgmma_unavailable_reason(device) is None else None
+
+
+def prefers_cuda_prefill(device: torch.device, head_dim: int) -> bool:
+    """Whether the automatic choice keeps prefill of this head dim on cuda (its wgmma forward)."""
+    return head_dim in HOPPER_PREFILL_HEAD_DIMS and hopper_forward(device) is not None
 
 
 @functools.cache

@@ -35,14 +35,14 @@ def choose_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: s
     cannot take the call is an error; an automatic choice moves down cuda -> triton -> ref.
 
     Automatic choice on a GPU with both compiled backends: the CUDA module's split-KV kernel for
-    decoding (T == 1), the Triton kernel for more queries (prefill, training): on Hopper Triton's
-    dots become wgmma and its forward ran 1.27-1.47x SDPA flash at 2K-16K tokens where the CUDA
-    mma.sync forward ran 0.77-0.80x (H200, bench/RESULTS.md); the backward is Triton's either way.
-    Where a wgmma forward of the CUDA module is preferred (cuda.hopper_forward), prefill stays cuda."""
+    decoding (T == 1), the Triton kernel for more queries (prefill, training): Triton's forward ran
+    1.13-1.61x SDPA flash where the CUDA mma.sync one ran 0.78-0.82x (H200, bench/RESULTS.md). On
+    Hopper, for the head dims where the CUDA wgmma forward outran Triton's
+    (cuda.prefers_cuda_prefill: 128), prefill stays cuda. The backward is Triton's either way."""
     forced = bool(backend or dispatch.forced_backend(OP))
     name = dispatch.pick(OP, q.device, backend)
-    if not forced and name == "cuda" and q.shape[2] > 1 and not _cuda_module().hopper_forward(q.device) \
-            and _triton_takes(q, k, v):
+    if not forced and name == "cuda" and q.shape[2] > 1 \
+            and not _cuda_module().prefers_cuda_prefill(q.device, q.shape[-1]) and _triton_takes(q, k, v):
         return "triton"
     reason = _unsupported(name, q, k, v)
     if reason is None:
