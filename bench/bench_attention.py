@@ -5,7 +5,7 @@ backward 2.5x the forward (five matmuls, one recomputed). TFLOP/s below use thes
 the flash-attention benchmarks do. Decoding (T = 1) is bound by reading the KV cache,
 2 * B*Hkv*S*D*sizeof(dtype) bytes, so it is reported in GB/s.
 
-GPU (when one is visible): bf16, causal, head dim 128, 16K tokens per batch (B = 16384 / T),
+GPU (when one is visible): bf16, causal, head dim 128 (--head-dim 64: 64), 16K tokens per batch (B = 16384 / T),
 16 heads, T = S in 1K..16K: the Triton forward and the CUDA ones (mma.sync, and wgmma with
 128- and 64-row tiles on H100 / H200) vs SDPA's flash backend, and forward + backward (the CUDA backend's backward is the
 Triton one); then the split-KV decoding kernel vs
@@ -15,7 +15,7 @@ timed from a CUDA graph (device time alone). CPU: the reference backend (torch's
 fastllm::attention, which the model uses on a CPU) vs calling SDPA directly and vs the plain
 materialised softmax; the GPU part is skipped with a note.
 
-    .venv/bin/python bench/bench_attention.py [--repeats 10] [--quick]
+    .venv/bin/python bench/bench_attention.py [--repeats 10] [--quick] [--head-dim 64]
 """
 
 from __future__ import annotations
@@ -130,19 +130,19 @@ def gpu_candidates(q, k, v, grad, columns) -> dict:
     return candidates
 
 
-def run_gpu_training(repeats: int, seqs) -> None:
+def run_gpu_training(repeats: int, seqs, head_dim: int) -> None:
     columns = gpu_columns()
     labels = [label for label, *_ in columns]
-    print(f"\n== GPU: {torch.cuda.get_device_name(0)}, bf16, causal, head dim {HEAD_DIM}, {GPU_HEADS} heads, "
+    print(f"\n== GPU: {torch.cuda.get_device_name(0)}, bf16, causal, head dim {head_dim}, {GPU_HEADS} heads, "
           f"{GPU_TOKENS} tokens per batch; TFLOP/s (ratio = ours / sdpa flash)")
     print(f"{'T':>6} {'pass':>8} {'sdpa':>7} " + " ".join(f"{b:>10} {'ratio':>6}" for b in labels))
     for seq in seqs:
         batch = max(1, GPU_TOKENS // seq)
-        q, k, v = _leaves(batch, GPU_HEADS, GPU_HEADS, seq, seq, HEAD_DIM, torch.bfloat16, "cuda")
+        q, k, v = _leaves(batch, GPU_HEADS, GPU_HEADS, seq, seq, head_dim, torch.bfloat16, "cuda")
         grad = torch.randn_like(q)
         medians = interleaved(gpu_candidates(q, k, v, grad, columns), repeats, gpu_calls_timer(TRAIN_CALLS))
         for kind, backward in (("fwd", False), ("fwd+bwd", True)):
-            flops = attention_flops(batch, GPU_HEADS, seq, seq, HEAD_DIM, True, backward)
+            flops = attention_flops(batch, GPU_HEADS, seq, seq, head_dim, True, backward)
             sdpa = flops / medians[f"sdpa {kind}"] / 1e12
             cells = []
             for label in labels:
@@ -187,11 +187,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and lengths")
+    parser.add_argument("--head-dim", type=int, choices=(64, 128), default=HEAD_DIM,
+                        help="head dim of the GPU training table (decoding keeps 128)")
     args = parser.parse_args()
     repeats = 3 if args.quick else args.repeats
     print(f"bench_attention {datetime.date.today()}  torch {torch.__version__}")
     if torch.cuda.is_available():
-        run_gpu_training(repeats, GPU_SEQS[:3] if args.quick else GPU_SEQS)
+        run_gpu_training(repeats, GPU_SEQS[:3] if args.quick else GPU_SEQS, args.head_dim)
         run_gpu_decode(repeats)
     else:
         print("\nGPU part skipped: no GPU visible. The Triton/CUDA kernels vs SDPA flash (TFLOP/s) and the "
