@@ -117,3 +117,14 @@ def test_softmax_overlaps_the_p_v_batch(attention_sass):
         # S only, the last one P V only: nothing serialised into extra instructions, nothing dropped.
         s_steps, pv_steps = dim // 16, keys // 16
         assert sum("HGMMA" in line for line in lines) == 2 * s_steps + 2 * (s_steps + pv_steps) + pv_steps, name
+
+
+def test_whole_tiles_copy_without_per_row_checks(attention_sass):
+    """TileCopy::async has a path for whole K / V tiles: cp.async with no zero-fill operand
+    (`LDGSTS ... desc[..][R.64]` with no trailing predicate), which took ~50 instructions out of
+    each step (bench/RESULTS.md); the checked path (`, !Pn`) stays for the tail tile."""
+    for name, lines in attention_sass.items():
+        copies = [line for line in lines if "LDGSTS" in line]
+        whole = [line for line in copies if re.search(r"desc\[\w+\]\[R\d+\.64\]\s*;", line)]
+        checked = [line for line in copies if re.search(r"desc\[\w+\]\[R\d+\.64\],\s*!?P\d\s*;", line)]
+        assert whole and checked, (name, len(whole), len(checked))
