@@ -39,7 +39,7 @@ def _choose(state, capability, compiled):
     return cuda_attention.forward_kernel(torch.device("cuda", 0))
 
 
-def test_auto_keeps_mma_until_a_wgmma_kernel_is_verified(fake_gpu, monkeypatch):
+def test_auto_takes_the_hopper_forward_on_hopper_builds_only(fake_gpu, monkeypatch):
     assert _choose(fake_gpu, (9, 0), True) == (cuda_attention.HOPPER_FORWARD or "mma")
     monkeypatch.setattr(cuda_attention, "HOPPER_FORWARD", "wgmma64")
     assert _choose(fake_gpu, (9, 0), True) == "wgmma64"
